@@ -1,0 +1,410 @@
+/* plan.c - validation, the block driver and the deterministic reductions.
+ *
+ * Every loss is evaluated in fixed-size blocks of terms.  A block's sums are
+ * pairwise sums of its weighted terms; the cost is the pairwise sum of the block
+ * sums in block order.  Block boundaries depend only on the shapes, so the server
+ * may hand any grouping of blocks to any thread and still get the same bits. */
+#include "loss_internal.h"
+
+#include <float.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Formats a flat index of t as "[1][0]" (or "" for a scalar). */
+static const char *index_str(const loss_tensor *t, size_t flat, char *buf, size_t len)
+{
+    size_t idx[LOSS_MAX_RANK];
+    for (size_t k = t->rank; k-- > 0;) {
+        size_t dim = t->shape[k] ? t->shape[k] : 1;
+        idx[k] = flat % dim;
+        flat /= dim;
+    }
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t k = 0; k < t->rank && used < len; k++) {
+        int w = snprintf(buf + used, len - used, "[%zu]", idx[k]);
+        if (w > 0) used += (size_t)w;
+    }
+    return buf;
+}
+
+static const char *input_name(const loss_plan *p, size_t i)
+{
+    return p->desc->inputs[i].name;
+}
+
+int loss__need_rank(const loss_plan *p, size_t i, size_t lo, size_t hi, loss_error *err)
+{
+    const loss_tensor *t = &p->in[i];
+    if (t->rank >= lo && t->rank <= hi) return 0;
+    char s[96];
+    const char *want = p->desc->inputs[i].shape;
+    return loss__fail(err, LOSS_ERANK, LOSS_AT_INPUT, input_name(p, i), -1,
+                      "inputs.%s has shape %s but must be %s", input_name(p, i),
+                      loss__shape_str(t, s, sizeof s), want);
+}
+
+int loss__need_same_shape(const loss_plan *p, size_t i, size_t ref, loss_error *err)
+{
+    const loss_tensor *a = &p->in[i], *b = &p->in[ref];
+    int same = a->rank == b->rank;
+    for (size_t k = 0; same && k < a->rank; k++) same = a->shape[k] == b->shape[k];
+    if (same) return 0;
+    char sa[96], sb[96];
+    return loss__fail(err, LOSS_ESHAPE, LOSS_AT_INPUT, input_name(p, i), -1,
+                      "inputs.%s has shape %s but %s has %s", input_name(p, i),
+                      loss__shape_str(a, sa, sizeof sa), input_name(p, ref),
+                      loss__shape_str(b, sb, sizeof sb));
+}
+
+int loss__need_rows(const loss_plan *p, size_t i, size_t *x, const char *xname,
+                    loss_error *err)
+{
+    const loss_tensor *t = &p->in[i];
+    char s[96];
+    if (t->rank != 2)
+        return loss__fail(err, LOSS_ERANK, LOSS_AT_INPUT, input_name(p, i), -1,
+                          "inputs.%s has shape %s but must be %s", input_name(p, i),
+                          loss__shape_str(t, s, sizeof s), p->desc->inputs[i].shape);
+    if (t->shape[0] != p->n || (*x != (size_t)-1 && t->shape[1] != *x))
+        return loss__fail(err, LOSS_ESHAPE, LOSS_AT_INPUT, input_name(p, i), -1,
+                          "inputs.%s has shape %s but must be [%zu, %s=%zu] like %s",
+                          input_name(p, i), loss__shape_str(t, s, sizeof s), p->n,
+                          xname, *x == (size_t)-1 ? t->shape[1] : *x,
+                          input_name(p, 0));
+    *x = t->shape[1];
+    return 0;
+}
+
+void loss__set_elementwise(loss_plan *p)
+{
+    const loss_tensor *t = &p->in[0];
+    p->elementwise = 1;
+    p->n_terms = p->input_size[0];
+    p->per_example = p->n ? p->n_terms / p->n : 1;
+    p->term_len = 1;
+    p->losses_rank = t->rank;
+    memcpy(p->losses_shape, t->shape, sizeof p->losses_shape);
+}
+
+void loss__set_rows(loss_plan *p, size_t term_len)
+{
+    p->elementwise = 0;
+    p->n_terms = p->n;
+    p->per_example = 1;
+    p->term_len = term_len;
+    p->losses_rank = 1;
+    p->losses_shape[0] = p->n;
+}
+
+int loss__need_within(const loss_plan *p, size_t i, double lo, double hi, int code,
+                      loss_error *err)
+{
+    const double *x = p->in[i].data;
+    size_t n = p->input_size[i];
+    for (size_t k = 0; k < n; k++) {
+        if (x[k] >= lo && x[k] <= hi) continue;
+        char ix[96];
+        return loss__fail(err, code, LOSS_AT_INPUT, input_name(p, i), (long long)k,
+                          "inputs.%s%s = %.17g is outside [%g, %g]", input_name(p, i),
+                          index_str(&p->in[i], k, ix, sizeof ix), x[k], lo, hi);
+    }
+    return 0;
+}
+
+int loss__need_labels(const loss_plan *p, size_t i, double a, double b, loss_error *err)
+{
+    const double *x = p->in[i].data;
+    size_t n = p->input_size[i];
+    for (size_t k = 0; k < n; k++) {
+        if (x[k] == a || x[k] == b) continue;
+        char ix[96];
+        return loss__fail(err, LOSS_ELABEL, LOSS_AT_INPUT, input_name(p, i), (long long)k,
+                          "inputs.%s%s = %.17g must be %g or %g", input_name(p, i),
+                          index_str(&p->in[i], k, ix, sizeof ix), x[k], a, b);
+    }
+    return 0;
+}
+
+int loss__class_index_error(const loss_plan *p, size_t i, size_t k, const char *why,
+                            loss_error *err)
+{
+    char ix[96];
+    return loss__fail(err, LOSS_ECLASS_INDEX, LOSS_AT_INPUT, input_name(p, i),
+                      (long long)k, "inputs.%s%s = %.17g %s", input_name(p, i),
+                      index_str(&p->in[i], k, ix, sizeof ix), p->in[i].data[k], why);
+}
+
+double loss__term_weight(const loss_plan *p, size_t t)
+{
+    if (!p->weights) return 1.0;
+    return p->weights_per_term ? p->weights[t] : p->weights[t / p->per_example];
+}
+
+/* w[i] = sample weight of term t0+i. */
+static void fill_weights(const loss_plan *p, size_t t0, size_t n, double *w)
+{
+    if (!p->weights) {
+        for (size_t i = 0; i < n; i++) w[i] = 1.0;
+    } else if (p->weights_per_term) {
+        memcpy(w, p->weights + t0, n * sizeof *w);
+    } else {
+        size_t e = p->per_example;
+        for (size_t i = 0; i < n; i++) w[i] = p->weights[(t0 + i) / e];
+    }
+}
+
+static int check_finite(const loss_tensor *t, size_t n, loss_where where,
+                        const char *name, loss_error *err)
+{
+    for (size_t k = 0; k < n; k++) {
+        if (isfinite(t->data[k])) continue;
+        char ix[96];
+        return loss__fail(err, LOSS_ENONFINITE, where, name, (long long)k,
+                          "%s%s%s is %s", where == LOSS_AT_INPUT ? "inputs." : "", name,
+                          index_str(t, k, ix, sizeof ix),
+                          isnan(t->data[k]) ? "NaN" : "infinite");
+    }
+    return 0;
+}
+
+static int check_weights(loss_plan *p, const loss_tensor *w, loss_error *err)
+{
+    char sw[96], sp[96];
+    size_t size = loss_tensor_size(w);
+    const loss_tensor *pred = &p->in[0];
+    int elementwise = p->elementwise;
+    if (w->rank == 1 && w->shape[0] == p->n) {
+        p->weights_per_term = p->per_example == 1;
+    } else if (elementwise && size == p->n_terms && w->rank == pred->rank &&
+               memcmp(w->shape, pred->shape, w->rank * sizeof w->shape[0]) == 0) {
+        p->weights_per_term = 1;
+    } else if (elementwise && pred->rank > 1) {
+        return loss__fail(err, LOSS_ESHAPE, LOSS_AT_WEIGHTS, "weights", -1,
+                          "weights has shape %s but must be [%zu] (one per example) or "
+                          "%s (one per element of %s)",
+                          loss__shape_str(w, sw, sizeof sw), p->n,
+                          loss__shape_str(pred, sp, sizeof sp), input_name(p, 0));
+    } else {
+        return loss__fail(err, LOSS_ESHAPE, LOSS_AT_WEIGHTS, "weights", -1,
+                          "weights has shape %s but must be [%zu] (one per example)",
+                          loss__shape_str(w, sw, sizeof sw), p->n);
+    }
+    int rc = check_finite(w, size, LOSS_AT_WEIGHTS, "weights", err);
+    if (rc) return rc;
+    p->weights = w->data;
+    return 0;
+}
+
+static int check_weight_signs(const loss_plan *p, const loss_tensor *w, loss_error *err)
+{
+    size_t n = loss_tensor_size(w);
+    for (size_t k = 0; k < n; k++) {
+        if (w->data[k] >= 0) continue;
+        char ix[96];
+        return loss__fail(err, LOSS_ENEGATIVE_WEIGHT, LOSS_AT_WEIGHTS, "weights",
+                          (long long)k, "weights%s = %.17g is negative",
+                          index_str(w, k, ix, sizeof ix), w->data[k]);
+    }
+    (void)p;
+    return 0;
+}
+
+/* The mean's denominator, blockwise like the cost. */
+static double denominator(const loss_plan *p, double *block_sums)
+{
+    double w[LOSS__BLOCK_TERMS], d[LOSS__BLOCK_TERMS];
+    for (size_t b = 0; b < p->n_blocks; b++) {
+        size_t t0 = b * p->block, n = p->n_terms - t0;
+        if (n > p->block) n = p->block;
+        fill_weights(p, t0, n, w);
+        if (p->desc->ops->dfactor) {
+            p->desc->ops->dfactor(p, t0, n, d);
+            for (size_t i = 0; i < n; i++) w[i] *= d[i];
+        }
+        block_sums[b] = loss_sum(w, n);
+    }
+    return loss_sum(block_sums, p->n_blocks);
+}
+
+int loss_plan_init(loss_plan *p, const loss_spec *spec, const loss_tensor *inputs,
+                   const loss_tensor *weights, loss_reduction reduction, loss_error *err)
+{
+    memset(p, 0, sizeof *p);
+    if (err) memset(err, 0, sizeof *err);
+    if (!spec || !spec->desc || !inputs)
+        return loss__fail(err, LOSS_EINVAL, LOSS_AT_NONE, NULL, -1,
+                          "loss_plan_init needs an initialised spec and inputs");
+    if (reduction != LOSS_MEAN && reduction != LOSS_SUM)
+        return loss__fail(err, LOSS_EINVAL, LOSS_AT_REDUCTION, "reduction", -1,
+                          "reduction must be mean or sum");
+    const loss_desc *desc = spec->desc;
+    const loss__ops *ops = desc->ops;
+    p->desc = desc;
+    p->spec = *spec;
+    p->reduction = reduction;
+    p->grad_factor = 1.0;
+
+    for (size_t i = 0; i < desc->n_inputs; i++) {
+        const loss_tensor *t = &inputs[i];
+        const char *name = desc->inputs[i].name;
+        if (!t->data)
+            return loss__fail(err, LOSS_EMISSING_INPUT, LOSS_AT_INPUT, name, -1,
+                              "inputs.%s is missing (shape %s)", name,
+                              desc->inputs[i].shape);
+        if (t->rank > LOSS_MAX_RANK)
+            return loss__fail(err, LOSS_ERANK, LOSS_AT_INPUT, name, -1,
+                              "inputs.%s has %zu dimensions, at most %d are supported",
+                              name, t->rank, LOSS_MAX_RANK);
+        size_t size = loss_tensor_size(t);
+        if (size == (size_t)-1 || size > SIZE_MAX / sizeof(double))
+            return loss__fail(err, LOSS_ETOO_LARGE, LOSS_AT_INPUT, name, -1,
+                              "inputs.%s has too many elements", name);
+        p->in[i] = *t;
+        p->input_size[i] = size;
+    }
+    if (weights && weights->rank > LOSS_MAX_RANK)
+        return loss__fail(err, LOSS_ERANK, LOSS_AT_WEIGHTS, "weights", -1,
+                          "weights has %zu dimensions", weights->rank);
+    if (weights && loss_tensor_size(weights) == (size_t)-1)
+        return loss__fail(err, LOSS_ETOO_LARGE, LOSS_AT_WEIGHTS, "weights", -1,
+                          "weights has too many elements");
+
+    /* Shapes first, then values: a wrong shape says more than a bad element. */
+    const loss_tensor *first = &p->in[0];
+    if (first->rank < 1)
+        return loss__fail(err, LOSS_ERANK, LOSS_AT_INPUT, desc->inputs[0].name, -1,
+                          "inputs.%s is a scalar but must be %s (a batch)",
+                          desc->inputs[0].name, desc->inputs[0].shape);
+    p->n = first->shape[0];
+    int rc = ops->shapes(p, err);
+    if (rc) return rc;
+    if (weights && (rc = check_weights(p, weights, err))) return rc;
+    for (size_t i = 0; i < desc->n_inputs; i++) {
+        rc = check_finite(&p->in[i], p->input_size[i], LOSS_AT_INPUT,
+                          desc->inputs[i].name, err);
+        if (rc) return rc;
+    }
+    if (ops->values && (rc = ops->values(p, err))) return rc;
+    if (weights && (rc = check_weight_signs(p, weights, err))) return rc;
+
+    size_t work = p->term_len ? p->term_len : 1;
+    p->block = LOSS__BLOCK_WORK / work;
+    if (p->block < 1) p->block = 1;
+    if (p->block > LOSS__BLOCK_TERMS) p->block = LOSS__BLOCK_TERMS;
+    p->n_blocks = (p->n_terms + p->block - 1) / p->block;
+    p->n_sums = 1 + ops->n_aux;
+    p->sums = calloc(p->n_sums * (p->n_blocks ? p->n_blocks : 1), sizeof *p->sums);
+    if (!p->sums) return loss__fail(err, LOSS_ENOMEM, LOSS_AT_NONE, NULL, -1, "out of memory");
+
+    p->den = denominator(p, p->sums);
+    if (reduction == LOSS_MEAN && !(p->den > 0)) {
+        int ignored = p->desc->ops->dfactor != NULL && p->n_terms > 0;
+        loss__fail(err, LOSS_EZERO_WEIGHT, weights ? LOSS_AT_WEIGHTS : LOSS_AT_INPUT,
+                   weights ? "weights" : desc->inputs[ignored ? 1 : 0].name, -1,
+                   "the mean is over zero total weight (%s); use reduction \"sum\" or "
+                   "give some example a positive weight",
+                   p->n_terms == 0 ? "the batch is empty"
+                   : weights      ? "every weight is 0"
+                                  : "every example is ignored");
+        loss_plan_free(p);
+        return LOSS_EZERO_WEIGHT;
+    }
+    if (reduction == LOSS_MEAN && p->den < DBL_MIN) {
+        loss__fail(err, LOSS_EZERO_WEIGHT, LOSS_AT_WEIGHTS, "weights", -1,
+                   "the total weight %g is too small to divide by", p->den);
+        loss_plan_free(p);
+        return LOSS_EZERO_WEIGHT;
+    }
+    loss_plan_scale_gradients(p, 1.0);
+    return 0;
+}
+
+void loss_plan_free(loss_plan *p)
+{
+    if (!p) return;
+    free(p->sums);
+    p->sums = NULL;
+}
+
+void loss_plan_scale_gradients(loss_plan *p, double factor)
+{
+    p->grad_factor = factor;
+    p->gscale = p->reduction == LOSS_MEAN ? factor / p->den : factor;
+}
+
+int loss_eval_blocks(loss_plan *p, size_t b0, size_t b1, const loss_outputs *out)
+{
+    if (!p->sums || b0 > b1 || b1 > p->n_blocks) return LOSS_EINVAL;
+    double w[LOSS__BLOCK_TERMS], l[LOSS__BLOCK_TERMS], tmp[LOSS__BLOCK_TERMS];
+    double a[LOSS_MAX_AUX][LOSS__BLOCK_TERMS];
+    double *aux[LOSS_MAX_AUX] = {a[0], a[1]};
+    double *grads[LOSS_MAX_INPUTS] = {0};
+    static const loss_outputs none;
+    if (!out) out = &none;
+    for (size_t i = 0; i < p->desc->n_inputs; i++)
+        if (p->desc->inputs[i].differentiable) grads[i] = out->grads[i];
+    const loss__ops *ops = p->desc->ops;
+    size_t nb = p->n_blocks;
+    for (size_t b = b0; b < b1; b++) {
+        size_t t0 = b * p->block, n = p->n_terms - t0;
+        if (n > p->block) n = p->block;
+        double *lb = out->losses ? out->losses + t0 : l;
+        fill_weights(p, t0, n, w);
+        ops->kernel(p, t0, n, w, lb, aux, grads);
+        for (size_t i = 0; i < n; i++) tmp[i] = w[i] * lb[i];
+        p->sums[b] = loss_sum(tmp, n);
+        for (size_t j = 0; j < ops->n_aux; j++) {
+            for (size_t i = 0; i < n; i++) tmp[i] = w[i] * aux[j][i];
+            p->sums[(1 + j) * nb + b] = loss_sum(tmp, n);
+        }
+    }
+    return 0;
+}
+
+int loss_finish(const loss_plan *p, loss_result *r, loss_error *err)
+{
+    memset(r, 0, sizeof *r);
+    if (!p->sums) return loss__fail(err, LOSS_EINVAL, LOSS_AT_NONE, NULL, -1, "no plan");
+    size_t nb = p->n_blocks;
+    int mean = p->reduction == LOSS_MEAN;
+    double total[1 + LOSS_MAX_AUX];
+    for (size_t j = 0; j < p->n_sums; j++) total[j] = loss_sum(p->sums + j * nb, nb);
+    r->total_weight = p->den;
+    r->cost = mean ? total[0] / p->den : total[0];
+    if (p->desc->has_accuracy && p->den > 0) {
+        r->has_accuracy = 1;
+        r->accuracy = total[1] / p->den;
+    }
+    if (p->desc->components) {
+        /* The ELBO's components: the reduced aux sums, then -cost. */
+        size_t j = 0;
+        for (; j < p->desc->ops->n_aux; j++)
+            r->components[j] = mean ? total[1 + j] / p->den : total[1 + j];
+        r->components[j++] = -r->cost;
+        r->n_components = j;
+    }
+    int finite = isfinite(r->cost);
+    for (size_t j = 0; j < r->n_components; j++) finite = finite && isfinite(r->components[j]);
+    if (!finite) {
+        double c = r->cost;
+        memset(r, 0, sizeof *r);
+        return loss__fail(err, LOSS_EOVERFLOW, LOSS_AT_NONE, NULL, -1,
+                          "the cost is not representable as a double (%g): the inputs "
+                          "are too large for this loss",
+                          c);
+    }
+    return 0;
+}
+
+int loss_eval(loss_plan *p, const loss_outputs *out, loss_result *r, loss_error *err)
+{
+    int rc = loss_eval_blocks(p, 0, p->n_blocks, out);
+    if (rc) {
+        memset(r, 0, sizeof *r);
+        return loss__fail(err, rc, LOSS_AT_NONE, NULL, -1, "invalid plan");
+    }
+    return loss_finish(p, r, err);
+}
