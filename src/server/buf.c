@@ -1,0 +1,70 @@
+/* buf.c - growable byte buffers with a hard limit. */
+#include "srv.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int srv_buf_reserve(srv_buf *b, size_t extra)
+{
+    if (b->toobig) return -1;
+    if (extra > SIZE_MAX - b->len - 1 || (b->max && b->len + extra > b->max)) {
+        b->toobig = 1;
+        return -1;
+    }
+    size_t need = b->len + extra + 1; /* room for a NUL */
+    if (need <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    char *p = realloc(b->data, cap);
+    if (!p) return -1;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int srv_buf_append(srv_buf *b, const void *p, size_t n)
+{
+    if (srv_buf_reserve(b, n)) return -1;
+    if (n) memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int srv_buf_puts(srv_buf *b, const char *s)
+{
+    return srv_buf_append(b, s, strlen(s));
+}
+
+int srv_buf_printf(srv_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || srv_buf_reserve(b, (size_t)n)) return -1;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+char *srv_buf_steal(srv_buf *b, size_t *len)
+{
+    char *p = b->data;
+    if (len) *len = b->len;
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return p;
+}
+
+void srv_buf_free(srv_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    b->toobig = 0;
+}

@@ -1,0 +1,800 @@
+/* codec.c - request bodies to jobs: the scanner lifts the numeric arrays, jansson
+ * parses the rest, and this file walks the small DOM into core specs, tensors and
+ * plans.  Every rejection names the JSON Pointer of what it rejects. */
+#include "srv.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PTR_MAX 256
+
+static int fail(srv_job *j, int status, const char *code, const char *path,
+                const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+
+static int fail(srv_job *j, int status, const char *code, const char *path,
+                const char *fmt, ...)
+{
+    char msg[sizeof j->err.message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    srv_error_set(&j->err, status, code, path, "%s", msg);
+    j->failed = 1;
+    return -1;
+}
+
+static void join(char *out, const char *prefix, const char *suffix)
+{
+    snprintf(out, PTR_MAX, "%s%s", prefix, suffix);
+}
+
+typedef struct shape_text {
+    char s[160];
+} shape_text;
+
+static shape_text shape_str(const loss_tensor *t)
+{
+    shape_text out = {"["};
+    size_t used = 1;
+    for (size_t i = 0; i < t->rank && used < sizeof out.s; i++) {
+        int w = snprintf(out.s + used, sizeof out.s - used, "%s%zu", i ? ", " : "", t->shape[i]);
+        if (w > 0) used += (size_t)w;
+    }
+    if (used < sizeof out.s - 1) snprintf(out.s + used, sizeof out.s - used, "]");
+    return out;
+}
+
+static const char *json_type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER:
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "?";
+}
+
+static double *own(srv_job *j, size_t n)
+{
+    if (j->n_owned == j->cap_owned) {
+        size_t cap = j->cap_owned ? j->cap_owned * 2 : 16;
+        double **p = realloc(j->owned, cap * sizeof *p);
+        if (!p) return NULL;
+        j->owned = p;
+        j->cap_owned = cap;
+    }
+    double *d = malloc((n ? n : 1) * sizeof *d);
+    if (d) j->owned[j->n_owned++] = d;
+    return d;
+}
+
+static int count_elements(srv_job *j, size_t n, const char *path)
+{
+    j->n_elements += n;
+    if (j->max_elements && j->n_elements > j->max_elements)
+        return fail(j, 413, "too_many_elements", path,
+                    "the request has more than %zu numbers (--max-elements)", j->max_elements);
+    return 0;
+}
+
+/* ---- tensors ---- */
+
+/* Shape of nested arrays, from the first element at each level. */
+static int nested_shape(srv_job *j, const json_t *v, loss_tensor *t, const char *path)
+{
+    t->rank = 0;
+    while (json_is_array(v)) {
+        if (t->rank == LOSS_MAX_RANK)
+            return fail(j, 422, "invalid_tensor", path,
+                        "%s nests deeper than %d dimensions", path, LOSS_MAX_RANK);
+        t->shape[t->rank++] = json_array_size(v);
+        if (json_array_size(v) == 0) break;
+        v = json_array_get(v, 0);
+    }
+    return 0;
+}
+
+/* Copies nested arrays into dst, checking that they are rectangular numbers. */
+static int nested_fill(srv_job *j, const json_t *v, const loss_tensor *t, size_t depth,
+                       double **dst, char *path)
+{
+    size_t mark = strlen(path);
+    if (depth == t->rank) {
+        if (!json_is_number(v))
+            return fail(j, 422, "invalid_tensor", path,
+                        "%s is %s but tensor elements must be numbers", path,
+                        json_type_name(v));
+        *(*dst)++ = json_number_value(v);
+        return 0;
+    }
+    if (!json_is_array(v) || json_array_size(v) != t->shape[depth])
+        return fail(j, 422, "invalid_tensor", path,
+                    json_is_array(v) ? "%s has %zu elements but its siblings have %zu (arrays "
+                                       "must be rectangular)"
+                                     : "%s is not an array but its siblings are arrays of %zu "
+                                       "(arrays must be rectangular)",
+                    path, json_is_array(v) ? json_array_size(v) : t->shape[depth],
+                    t->shape[depth]);
+    for (size_t i = 0; i < t->shape[depth]; i++) {
+        srv_pointer_push_index(path, PTR_MAX, i);
+        if (nested_fill(j, json_array_get(v, i), t, depth + 1, dst, path)) return -1;
+        path[mark] = '\0';
+    }
+    return 0;
+}
+
+/* A flat list of numbers: a lifted array of rank 1 or a jansson array.  Used for
+ * tensor data, shapes and vector parameters. */
+static int numbers(srv_job *j, const json_t *v, const char *path, double **out, size_t *n)
+{
+    if (json_is_string(v)) {
+        const srv_lifted *l =
+            srv_scan_lookup(&j->scan, json_string_value(v), json_string_length(v));
+        if (l) {
+            if (l->rank != 1)
+                return fail(j, 422, "invalid_tensor", path,
+                            "%s must be a flat array of numbers", path);
+            *out = j->scan.values + l->offset;
+            *n = l->count;
+            return 0;
+        }
+    }
+    if (!json_is_array(v))
+        return fail(j, 422, "invalid_field", path, "%s must be an array of numbers, not %s",
+                    path, json_type_name(v));
+    size_t len = json_array_size(v);
+    double *d = own(j, len);
+    if (!d) return fail(j, 500, "internal_error", path, "out of memory");
+    for (size_t i = 0; i < len; i++) {
+        const json_t *e = json_array_get(v, i);
+        if (!json_is_number(e)) {
+            char p[PTR_MAX];
+            snprintf(p, sizeof p, "%s", path);
+            srv_pointer_push_index(p, sizeof p, i);
+            return fail(j, 422, "invalid_tensor", p, "%s is %s but must be a number", p,
+                        json_type_name(e));
+        }
+        d[i] = json_number_value(e);
+    }
+    *out = d;
+    *n = len;
+    return 0;
+}
+
+static const char *const dtype_names[] = {"float64", "float32", "int64", "int32", NULL};
+
+/* Applies a tensor object's dtype to its (writable) data. */
+static int apply_dtype(srv_job *j, double *d, size_t n, int dtype, const char *path)
+{
+    for (size_t i = 0; i < n; i++) {
+        double v = d[i];
+        if (dtype == SRV_DTYPE_FLOAT32) {
+            float f = (float)v;
+            if (!isfinite(f)) goto bad;
+            d[i] = (double)f;
+        } else if (dtype == SRV_DTYPE_INT64 || dtype == SRV_DTYPE_INT32) {
+            double lim = dtype == SRV_DTYPE_INT32 ? 2147483648.0 : 9223372036854775808.0;
+            if (floor(v) != v || v < -lim || v >= lim) goto bad;
+        }
+        continue;
+    bad: {
+        char p[PTR_MAX];
+        snprintf(p, sizeof p, "%s/data", path);
+        srv_pointer_push_index(p, sizeof p, i);
+        return fail(j, 422, "invalid_tensor", p, "%s = %.17g is not a valid %s value", p, v,
+                    dtype_names[dtype]);
+    }
+    }
+    return 0;
+}
+
+static int tensor_object(srv_job *j, const json_t *v, const char *path, loss_tensor *t,
+                         srv_form *form)
+{
+    const char *key;
+    json_t *val;
+    char p[PTR_MAX];
+    json_object_foreach((json_t *)v, key, val)
+    {
+        if (strcmp(key, "shape") && strcmp(key, "data") && strcmp(key, "dtype")) {
+            snprintf(p, sizeof p, "%s", path);
+            srv_pointer_push(p, sizeof p, key, strlen(key));
+            return fail(j, 422, "unknown_field", p,
+                        "%s is not a field of a tensor object (shape, data, dtype)", p);
+        }
+    }
+    const json_t *shape = json_object_get(v, "shape"), *data = json_object_get(v, "data");
+    const json_t *dtype = json_object_get(v, "dtype");
+    if (!shape || !data) {
+        join(p, path, shape ? "/data" : "/shape");
+        return fail(j, 422, "missing_field", p, "a tensor object needs %s", p);
+    }
+    form->object = 1;
+    form->dtype = SRV_DTYPE_FLOAT64;
+    if (dtype) {
+        join(p, path, "/dtype");
+        int k = -1;
+        for (int i = 0; json_is_string(dtype) && dtype_names[i]; i++)
+            if (!strcmp(json_string_value(dtype), dtype_names[i])) k = i;
+        if (k < 0)
+            return fail(j, 422, "invalid_tensor", p,
+                        "%s must be \"float64\", \"float32\", \"int64\" or \"int32\"", p);
+        form->dtype = k;
+    }
+    double *dims, *values;
+    size_t rank, n;
+    join(p, path, "/shape");
+    if (numbers(j, shape, p, &dims, &rank)) return -1;
+    if (rank > LOSS_MAX_RANK)
+        return fail(j, 422, "invalid_tensor", p, "%s has %zu dimensions, at most %d", p, rank,
+                    LOSS_MAX_RANK);
+    t->rank = rank;
+    size_t want = 1;
+    for (size_t i = 0; i < rank; i++) {
+        if (!(dims[i] >= 0 && dims[i] <= 9.0e15 && floor(dims[i]) == dims[i]))
+            return fail(j, 422, "invalid_tensor", p,
+                        "%s must hold non-negative integers, found %.17g", p, dims[i]);
+        t->shape[i] = (size_t)dims[i];
+        if (t->shape[i] && want > SIZE_MAX / t->shape[i])
+            return fail(j, 413, "too_many_elements", p, "%s describes too many elements", p);
+        want *= t->shape[i];
+    }
+    join(p, path, "/data");
+    if (numbers(j, data, p, &values, &n)) return -1;
+    if (n != want)
+        return fail(j, 422, "invalid_tensor", p,
+                    "%s has %zu numbers but shape %s says %zu", p, n,
+                    shape_str(t).s, want);
+    if (count_elements(j, n, p)) return -1;
+    t->data = values;
+    if (form->dtype != SRV_DTYPE_FLOAT64 && apply_dtype(j, values, n, form->dtype, path))
+        return -1;
+    return 0;
+}
+
+/* Any tensor: a number, nested arrays (lifted or not) or a tensor object. */
+static int tensor(srv_job *j, const json_t *v, const char *path, loss_tensor *t, srv_form *form)
+{
+    memset(t, 0, sizeof *t);
+    memset(form, 0, sizeof *form);
+    if (json_is_number(v)) {
+        double *d = own(j, 1);
+        if (!d) return fail(j, 500, "internal_error", path, "out of memory");
+        *d = json_number_value(v);
+        t->data = d;
+        return count_elements(j, 1, path);
+    }
+    if (json_is_object(v)) return tensor_object(j, v, path, t, form);
+    if (json_is_string(v)) {
+        const srv_lifted *l =
+            srv_scan_lookup(&j->scan, json_string_value(v), json_string_length(v));
+        if (l) {
+            t->data = j->scan.values + l->offset;
+            t->rank = l->rank;
+            memcpy(t->shape, l->shape, sizeof t->shape);
+            return count_elements(j, l->count, path);
+        }
+    }
+    if (!json_is_array(v))
+        return fail(j, 422, "invalid_tensor", path,
+                    "%s is %s but must be a number, nested arrays of numbers or a tensor "
+                    "object {\"shape\", \"data\"}",
+                    path, json_type_name(v));
+    if (nested_shape(j, v, t, path)) return -1;
+    size_t n = loss_tensor_size(t);
+    if (count_elements(j, n, path)) return -1;
+    double *d = own(j, n), *dst = d;
+    if (!d) return fail(j, 500, "internal_error", path, "out of memory");
+    char p[PTR_MAX];
+    snprintf(p, sizeof p, "%s", path);
+    if (nested_fill(j, v, t, 0, &dst, p)) return -1;
+    t->data = d;
+    return 0;
+}
+
+/* ---- core errors to JSON Pointers ---- */
+
+/* Appends the pointer of flat element k of a tensor in its form. */
+static void element_path(char *p, const loss_tensor *t, const srv_form *f, long long k)
+{
+    if (k < 0 || t->rank == 0) return;
+    if (f->object) {
+        srv_pointer_push(p, PTR_MAX, "data", 4);
+        srv_pointer_push_index(p, PTR_MAX, (size_t)k);
+        return;
+    }
+    size_t idx[LOSS_MAX_RANK], flat = (size_t)k;
+    for (size_t d = t->rank; d-- > 0;) {
+        size_t dim = t->shape[d] ? t->shape[d] : 1;
+        idx[d] = flat % dim;
+        flat /= dim;
+    }
+    for (size_t d = 0; d < t->rank; d++) srv_pointer_push_index(p, PTR_MAX, idx[d]);
+}
+
+void srv_core_error(srv_job *j, const srv_task *t, const loss_error *e)
+{
+    char p[PTR_MAX];
+    snprintf(p, sizeof p, "%s", t ? t->prefix : "");
+    int status = 422;
+    const char *code = loss_status_code(e->code);
+    if (e->code == LOSS_ENOMEM || e->code == LOSS_EINVAL) {
+        status = 500;
+        code = "internal_error";
+    }
+    switch (e->where) {
+    case LOSS_AT_PARAM:
+        srv_pointer_push(p, sizeof p, "loss", 4);
+        srv_pointer_push(p, sizeof p, e->name, strlen(e->name));
+        if (e->index >= 0) srv_pointer_push_index(p, sizeof p, (size_t)e->index);
+        break;
+    case LOSS_AT_INPUT: {
+        srv_pointer_push(p, sizeof p, "inputs", 6);
+        srv_pointer_push(p, sizeof p, e->name, strlen(e->name));
+        int i = t && t->spec.desc ? loss_input_index(t->spec.desc, e->name) : -1;
+        if (i >= 0) element_path(p, &t->in[i], &t->form[i], e->index);
+        break;
+    }
+    case LOSS_AT_WEIGHTS:
+        srv_pointer_push(p, sizeof p, "weights", 7);
+        if (t) element_path(p, &t->weights, &t->wform, e->index);
+        break;
+    case LOSS_AT_REDUCTION: srv_pointer_push(p, sizeof p, "reduction", 9); break;
+    case LOSS_AT_NONE: break;
+    }
+    srv_error_set(&j->err, status, code, p, "%s%s%s", t && t->name ? "task " : "",
+                  t && t->name ? t->name : "", t && t->name ? ": " : "");
+    size_t used = strlen(j->err.message);
+    snprintf(j->err.message + used, sizeof j->err.message - used, "%s", e->message);
+    j->failed = 1;
+}
+
+/* ---- loss specs ---- */
+
+static int spec(srv_job *j, srv_task *t, const json_t *loss)
+{
+    char p[PTR_MAX];
+    loss_error e;
+    join(p, t->prefix, "/loss");
+    if (!loss) return fail(j, 422, "missing_field", p, "%s is missing: give a loss name", p);
+    const char *name = NULL;
+    if (json_is_string(loss)) {
+        name = json_string_value(loss);
+    } else if (json_is_object(loss)) {
+        const json_t *n = json_object_get(loss, "name");
+        join(p, t->prefix, "/loss/name");
+        if (!n) return fail(j, 422, "missing_field", p, "%s is missing", p);
+        if (!json_is_string(n)) return fail(j, 422, "invalid_field", p, "%s must be a string", p);
+        name = json_string_value(n);
+    } else {
+        return fail(j, 422, "invalid_field", p,
+                    "%s must be a loss name or an object with \"name\" and parameters", p);
+    }
+    if (loss_spec_init(&t->spec, name, &e)) {
+        srv_error_set(&j->err, 422, loss_status_code(e.code), p, "%s", e.message);
+        j->failed = 1;
+        return -1;
+    }
+    if (!json_is_object(loss)) return 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)loss, key, v)
+    {
+        if (!strcmp(key, "name")) continue;
+        int rc;
+        const char *str = json_is_string(v) ? json_string_value(v) : NULL;
+        int lifted = str && srv_scan_lookup(&j->scan, str, json_string_length(v));
+        if (loss_param_index(t->spec.desc, key) < 0) {
+            rc = loss_spec_set_number(&t->spec, key, 0, &e); /* unknown_parameter */
+        } else if (json_is_number(v)) {
+            rc = loss_spec_set_number(&t->spec, key, json_number_value(v), &e);
+        } else if (json_is_boolean(v)) {
+            rc = loss_spec_set_bool(&t->spec, key, json_is_true(v), &e);
+        } else if (json_is_null(v)) {
+            rc = loss_spec_set_none(&t->spec, key, &e);
+        } else if (str && !lifted) {
+            rc = loss_spec_set_string(&t->spec, key, str, &e);
+        } else if (json_is_array(v) || lifted) {
+            double *d;
+            size_t n;
+            join(p, t->prefix, "/loss");
+            srv_pointer_push(p, sizeof p, key, strlen(key));
+            if (numbers(j, v, p, &d, &n)) return -1;
+            rc = loss_spec_set_vector(&t->spec, key, d, n, &e);
+        } else {
+            join(p, t->prefix, "/loss");
+            srv_pointer_push(p, sizeof p, key, strlen(key));
+            return fail(j, 422, "invalid_parameter", p, "parameter %s cannot be an object", key);
+        }
+        if (rc) {
+            srv_core_error(j, t, &e);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- fields ---- */
+
+static int check_fields(srv_job *j, const json_t *obj, const char *const *allowed,
+                        const char *prefix, const char *what)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        int ok = 0;
+        for (size_t i = 0; allowed[i] && !ok; i++) ok = !strcmp(key, allowed[i]);
+        if (ok) continue;
+        char p[PTR_MAX], list[160] = "";
+        snprintf(p, sizeof p, "%s", prefix);
+        srv_pointer_push(p, sizeof p, key, strlen(key));
+        size_t used = 0;
+        for (size_t i = 0; allowed[i] && used < sizeof list; i++) {
+            int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", allowed[i]);
+            if (w > 0) used += (size_t)w;
+        }
+        return fail(j, 422, "unknown_field", p, "%s is not a field of %s (known: %s)", p, what,
+                    list);
+    }
+    return 0;
+}
+
+static int outputs(srv_job *j, const json_t *v, const char *const *names, const unsigned *bits,
+                   unsigned def)
+{
+    j->outputs = def;
+    if (!v) return 0;
+    char p[PTR_MAX] = "/outputs";
+    if (!json_is_array(v))
+        return fail(j, 422, "invalid_field", p, "/outputs must be an array of strings");
+    j->outputs = 0;
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        const json_t *e = json_array_get(v, i);
+        size_t k = 0;
+        while (names[k] && !(json_is_string(e) && !strcmp(json_string_value(e), names[k]))) k++;
+        if (!names[k]) {
+            snprintf(p, sizeof p, "/outputs/%zu", i);
+            char list[96] = "";
+            size_t used = 0;
+            for (size_t m = 0; names[m]; m++) {
+                int w = snprintf(list + used, sizeof list - used, "%s\"%s\"", m ? ", " : "", names[m]);
+                if (w > 0) used += (size_t)w;
+            }
+            return fail(j, 422, "invalid_field", p, "%s must be one of %s", p, list);
+        }
+        j->outputs |= bits[k];
+    }
+    return 0;
+}
+
+/* The fields a /v1/loss body and an objective task share. */
+static int task(srv_job *j, srv_task *t, const json_t *obj)
+{
+    char p[PTR_MAX];
+    if (spec(j, t, json_object_get(obj, "loss"))) return -1;
+    const loss_desc *d = t->spec.desc;
+    const json_t *inputs = json_object_get(obj, "inputs");
+    join(p, t->prefix, "/inputs");
+    if (!inputs)
+        return fail(j, 422, "missing_field", p, "%s is missing: %s needs %zu inputs", p, d->name,
+                    d->n_inputs);
+    if (!json_is_object(inputs))
+        return fail(j, 422, "invalid_field", p, "%s must be an object of named tensors", p);
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)inputs, key, v)
+    {
+        size_t ix;
+        loss_error e;
+        if (loss_input_bind(d, key, &ix, &e)) {
+            srv_core_error(j, t, &e);
+            return -1;
+        }
+        join(p, t->prefix, "/inputs");
+        srv_pointer_push(p, sizeof p, key, strlen(key));
+        if (tensor(j, v, p, &t->in[ix], &t->form[ix])) return -1;
+    }
+    const json_t *w = json_object_get(obj, "weights");
+    if (w && !json_is_null(w)) {
+        join(p, t->prefix, "/weights");
+        if (tensor(j, w, p, &t->weights, &t->wform)) return -1;
+        t->has_weights = 1;
+    }
+    const json_t *red = json_object_get(obj, "reduction");
+    t->reduction = LOSS_MEAN;
+    if (red) {
+        join(p, t->prefix, "/reduction");
+        const char *r = json_is_string(red) ? json_string_value(red) : "";
+        if (!strcmp(r, "sum"))
+            t->reduction = LOSS_SUM;
+        else if (strcmp(r, "mean"))
+            return fail(j, 422, "invalid_field", p, "%s must be \"mean\" or \"sum\"", p);
+    }
+    return 0;
+}
+
+static int plan(srv_job *j, srv_task *t, double grad_factor)
+{
+    loss_error e;
+    if (loss_plan_init(&t->plan, &t->spec, t->in, t->has_weights ? &t->weights : NULL,
+                       t->reduction, &e)) {
+        srv_core_error(j, t, &e);
+        return -1;
+    }
+    t->planned = 1;
+    loss_plan_scale_gradients(&t->plan, grad_factor);
+    t->unit0 = j->n_units;
+    j->n_units += t->plan.n_blocks;
+    if (j->outputs & SRV_OUT_LOSSES) {
+        t->out.losses = own(j, t->plan.n_terms);
+        if (!t->out.losses) return fail(j, 500, "internal_error", "", "out of memory");
+    }
+    if (j->outputs & SRV_OUT_GRADIENTS) {
+        for (size_t i = 0; i < t->spec.desc->n_inputs; i++) {
+            if (!t->spec.desc->inputs[i].differentiable) continue;
+            t->out.grads[i] = own(j, t->plan.input_size[i]);
+            if (!t->out.grads[i]) return fail(j, 500, "internal_error", "", "out of memory");
+        }
+    }
+    return 0;
+}
+
+static const char *const loss_fields[] = {"loss", "inputs", "weights", "reduction", "outputs",
+                                          NULL};
+static const char *const task_fields[] = {"name",      "loss",   "inputs", "weights",
+                                          "reduction", "weight", NULL};
+static const char *const objective_fields[] = {"tasks", "weighting", "regularization",
+                                               "outputs", NULL};
+static const char *const weighting_fields[] = {"scheme", "log_sigma", "log_variance", NULL};
+
+static int decode_loss(srv_job *j, const json_t *root)
+{
+    static const char *const names[] = {"cost", "losses", "gradients", "metrics", NULL};
+    static const unsigned bits[] = {SRV_OUT_COST, SRV_OUT_LOSSES, SRV_OUT_GRADIENTS,
+                                    SRV_OUT_METRICS};
+    if (check_fields(j, root, loss_fields, "", "a /v1/loss request")) return -1;
+    if (outputs(j, json_object_get(root, "outputs"), names, bits,
+                SRV_OUT_COST | SRV_OUT_GRADIENTS))
+        return -1;
+    j->tasks = calloc(1, sizeof *j->tasks);
+    if (!j->tasks) return fail(j, 500, "internal_error", "", "out of memory");
+    j->n_tasks = 1;
+    if (task(j, &j->tasks[0], root)) return -1;
+    return plan(j, &j->tasks[0], 1.0);
+}
+
+static int weighting(srv_job *j, const json_t *w)
+{
+    char p[PTR_MAX] = "/weighting";
+    j->scheme = LOSS_WEIGHTING_FIXED;
+    if (!w) return 0;
+    j->weighting_given = 1;
+    if (!json_is_object(w)) return fail(j, 422, "invalid_field", p, "/weighting must be an object");
+    if (check_fields(j, w, weighting_fields, "/weighting", "weighting")) return -1;
+    const json_t *scheme = json_object_get(w, "scheme");
+    const json_t *ls = json_object_get(w, "log_sigma"), *lv = json_object_get(w, "log_variance");
+    const char *sc = json_is_string(scheme) ? json_string_value(scheme) : NULL;
+    if (!scheme) return fail(j, 422, "missing_field", "/weighting/scheme",
+                             "/weighting/scheme is missing: \"fixed\" or \"uncertainty\"");
+    if (!sc || (strcmp(sc, "fixed") && strcmp(sc, "uncertainty")))
+        return fail(j, 422, "invalid_field", "/weighting/scheme",
+                    "/weighting/scheme must be \"fixed\" or \"uncertainty\"");
+    if (!strcmp(sc, "fixed")) {
+        if (ls || lv)
+            return fail(j, 422, "conflicting_parameters", ls ? "/weighting/log_sigma" : "/weighting/log_variance",
+                        "the fixed scheme takes each task's \"weight\", not learned log-sigmas");
+        return 0;
+    }
+    if (!ls && !lv)
+        return fail(j, 422, "missing_parameter", "/weighting",
+                    "the uncertainty scheme needs \"log_sigma\" or \"log_variance\"");
+    if (ls && lv)
+        return fail(j, 422, "conflicting_parameters", "/weighting/log_variance",
+                    "give \"log_sigma\" or \"log_variance\", not both");
+    j->scheme = ls ? LOSS_WEIGHTING_LOG_SIGMA : LOSS_WEIGHTING_LOG_VARIANCE;
+    snprintf(p, sizeof p, "/weighting/%s", ls ? "log_sigma" : "log_variance");
+    double *s;
+    size_t n;
+    if (numbers(j, ls ? ls : lv, p, &s, &n)) return -1;
+    if (n != j->n_tasks)
+        return fail(j, 422, "shape_mismatch", p, "%s has %zu values but there are %zu tasks", p, n,
+                    j->n_tasks);
+    for (size_t i = 0; i < n; i++) {
+        if (j->tasks[i].has_weight) {
+            char q[PTR_MAX];
+            snprintf(q, sizeof q, "/tasks/%zu/weight", i);
+            return fail(j, 422, "conflicting_parameters", q,
+                        "%s: tasks carry no weight under uncertainty weighting", q);
+        }
+        j->tasks[i].weight = s[i];
+    }
+    return 0;
+}
+
+static int penalty(srv_job *j, srv_penalty *pen, const json_t *obj, size_t k)
+{
+    char p[PTR_MAX];
+    loss_error e;
+    snprintf(p, sizeof p, "/regularization/%zu", k);
+    if (!json_is_object(obj)) return fail(j, 422, "invalid_field", p, "%s must be an object", p);
+    const json_t *kind = json_object_get(obj, "kind"), *params = json_object_get(obj, "params");
+    snprintf(p, sizeof p, "/regularization/%zu/kind", k);
+    if (!kind) return fail(j, 422, "missing_field", p, "%s is missing: l2, l1 or elastic_net", p);
+    if (!json_is_string(kind)) return fail(j, 422, "invalid_field", p, "%s must be a string", p);
+    if (loss_penalty_init(&pen->pen, json_string_value(kind), &e)) {
+        srv_error_set(&j->err, 422, loss_status_code(e.code), p, "%s", e.message);
+        j->failed = 1;
+        return -1;
+    }
+    loss_param_set ps = loss_penalty_params(&pen->pen);
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v)
+    {
+        if (!strcmp(key, "kind") || !strcmp(key, "params")) continue;
+        int rc;
+        if (json_is_number(v))
+            rc = loss_params_set_number(&ps, key, json_number_value(v), &e);
+        else if (json_is_string(v))
+            rc = loss_params_set_string(&ps, key, json_string_value(v), &e);
+        else if (json_is_null(v))
+            rc = loss_params_set_none(&ps, key, &e);
+        else if (json_is_boolean(v))
+            rc = loss_params_set_bool(&ps, key, json_is_true(v), &e);
+        else /* no penalty parameter is an array: a type error, or unknown_parameter */
+            rc = loss_params_set_vector(&ps, key, NULL, 0, &e);
+        if (rc) goto core;
+    }
+    snprintf(p, sizeof p, "/regularization/%zu/params", k);
+    if (!params) return fail(j, 422, "missing_field", p, "%s is missing: the parameters to penalise", p);
+    if (tensor(j, params, p, &pen->params, &pen->form)) return -1;
+    if (loss_penalty_resolve(&pen->pen, &e)) goto core;
+    return 0;
+core:
+    snprintf(p, sizeof p, "/regularization/%zu", k);
+    srv_pointer_push(p, sizeof p, e.name, strlen(e.name));
+    if (e.index >= 0) element_path(p, &pen->params, &pen->form, e.index);
+    srv_error_set(&j->err, 422, loss_status_code(e.code), p, "regularization[%zu]: %s", k,
+                  e.message);
+    j->failed = 1;
+    return -1;
+}
+
+void srv_penalty_error(srv_job *j, const srv_penalty *pen, size_t k, const loss_error *e)
+{
+    char p[PTR_MAX];
+    snprintf(p, sizeof p, "/regularization/%zu", k);
+    srv_pointer_push(p, sizeof p, e->name, strlen(e->name));
+    if (e->index >= 0) element_path(p, &pen->params, &pen->form, e->index);
+    srv_error_set(&j->err, 422, loss_status_code(e->code), p, "regularization[%zu]: %s", k,
+                  e->message);
+    j->failed = 1;
+}
+
+static int decode_objective(srv_job *j, const json_t *root)
+{
+    static const char *const names[] = {"objective", "gradients", "losses", NULL};
+    static const unsigned bits[] = {SRV_OUT_OBJECTIVE, SRV_OUT_GRADIENTS, SRV_OUT_LOSSES};
+    if (check_fields(j, root, objective_fields, "", "a /v1/objective request")) return -1;
+    if (outputs(j, json_object_get(root, "outputs"), names, bits,
+                SRV_OUT_OBJECTIVE | SRV_OUT_GRADIENTS))
+        return -1;
+    const json_t *tasks = json_object_get(root, "tasks");
+    if (!tasks) return fail(j, 422, "missing_field", "/tasks", "/tasks is missing");
+    if (!json_is_array(tasks) || json_array_size(tasks) == 0)
+        return fail(j, 422, "invalid_field", "/tasks", "/tasks must be a non-empty array of tasks");
+    j->n_tasks = json_array_size(tasks);
+    j->tasks = calloc(j->n_tasks, sizeof *j->tasks);
+    if (!j->tasks) return fail(j, 500, "internal_error", "", "out of memory");
+    for (size_t i = 0; i < j->n_tasks; i++) {
+        srv_task *t = &j->tasks[i];
+        const json_t *obj = json_array_get(tasks, i);
+        snprintf(t->prefix, sizeof t->prefix, "/tasks/%zu", i);
+        if (!json_is_object(obj))
+            return fail(j, 422, "invalid_field", t->prefix, "%s must be an object", t->prefix);
+        if (check_fields(j, obj, task_fields, t->prefix, "a task")) return -1;
+        char p[PTR_MAX];
+        const json_t *name = json_object_get(obj, "name");
+        join(p, t->prefix, "/name");
+        if (!name) return fail(j, 422, "missing_field", p, "%s is missing: every task has a name", p);
+        if (!json_is_string(name)) return fail(j, 422, "invalid_field", p, "%s must be a string", p);
+        t->name = json_string_value(name);
+        for (size_t k = 0; k < i; k++)
+            if (!strcmp(j->tasks[k].name, t->name))
+                return fail(j, 422, "duplicate_task_name", p,
+                            "%s: another task is already named \"%s\"", p, t->name);
+        const json_t *w = json_object_get(obj, "weight");
+        t->weight = 1.0;
+        if (w) {
+            join(p, t->prefix, "/weight");
+            if (!json_is_number(w) || !(json_number_value(w) >= 0))
+                return fail(j, 422, "invalid_field", p, "%s must be a number >= 0", p);
+            t->weight = json_number_value(w);
+            t->has_weight = 1;
+        }
+        if (task(j, t, obj)) return -1;
+    }
+    if (weighting(j, json_object_get(root, "weighting"))) return -1;
+    /* Validate the weights before any work: the factors scale the gradients. */
+    double *param = own(j, j->n_tasks), *zero = own(j, j->n_tasks);
+    if (!param || !zero) return fail(j, 500, "internal_error", "", "out of memory");
+    for (size_t i = 0; i < j->n_tasks; i++) {
+        param[i] = j->tasks[i].weight;
+        zero[i] = 0;
+    }
+    loss_weighting_out wo = {0};
+    loss_error e;
+    if (loss_weighting_eval(j->scheme, j->n_tasks, zero, param, &wo, &e)) {
+        char p[PTR_MAX];
+        if (j->scheme == LOSS_WEIGHTING_FIXED)
+            snprintf(p, sizeof p, "/tasks/%lld/weight", e.index);
+        else
+            snprintf(p, sizeof p, "/weighting/%s/%lld", e.name, e.index);
+        return fail(j, 422, loss_status_code(e.code), p, "%s", e.message);
+    }
+    const json_t *regs = json_object_get(root, "regularization");
+    if (regs && !json_is_array(regs))
+        return fail(j, 422, "invalid_field", "/regularization",
+                    "/regularization must be an array of penalties");
+    j->n_pens = regs ? json_array_size(regs) : 0;
+    j->pens = calloc(j->n_pens ? j->n_pens : 1, sizeof *j->pens);
+    if (!j->pens) return fail(j, 500, "internal_error", "", "out of memory");
+    for (size_t k = 0; k < j->n_pens; k++)
+        if (penalty(j, &j->pens[k], json_array_get(regs, k), k)) return -1;
+    for (size_t i = 0; i < j->n_tasks; i++)
+        if (plan(j, &j->tasks[i], loss_weighting_factor(j->scheme, j->tasks[i].weight)))
+            return -1;
+    return 0;
+}
+
+int srv_codec_decode(srv_job *j)
+{
+    j->scan.max_values = j->max_elements;
+    if (srv_scan_body(j->body, j->len, &j->scan, &j->err)) {
+        j->failed = 1;
+        return -1;
+    }
+    json_error_t je;
+    /* JSON_ALLOW_NUL: only the scanner's placeholders can hold a NUL, since it
+     * rejected "\u0000" in the body's strings. */
+    json_t *root = json_loadb(j->body, j->len,
+                              JSON_DECODE_INT_AS_REAL | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+                              &je);
+    if (!root)
+        return fail(j, 400, "malformed_json", "",
+                    "the body is not valid JSON: %s (line %d, column %d, byte %d)", je.text,
+                    je.line, je.column, je.position);
+    j->root = root;
+    if (!json_is_object(root))
+        return fail(j, 400, "invalid_request", "",
+                    "the body must be a JSON object, not %s", json_type_name(root));
+    if (j->ep == SRV_EP_AUTO)
+        j->ep = json_object_get(root, "tasks") ? SRV_EP_OBJECTIVE : SRV_EP_LOSS;
+    return j->ep == SRV_EP_LOSS ? decode_loss(j, root) : decode_objective(j, root);
+}
+
+void srv_codec_free(srv_job *j)
+{
+    for (size_t i = 0; i < j->n_owned; i++) free(j->owned[i]);
+    free(j->owned);
+    j->owned = NULL;
+    j->n_owned = j->cap_owned = 0;
+    if (j->root) json_decref((json_t *)j->root);
+    j->root = NULL;
+    srv_scan_free(&j->scan);
+}

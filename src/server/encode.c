@@ -1,0 +1,301 @@
+/* encode.c - results to response bodies, written straight into one buffer: the
+ * small skeleton by hand and the large arrays number by number, never one json_t
+ * per element. */
+#include "srv.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct writer {
+    srv_buf *b;
+    int err;
+} writer;
+
+static void raw(writer *w, const char *s)
+{
+    w->err |= srv_buf_puts(w->b, s);
+}
+
+static void str(writer *w, const char *s)
+{
+    w->err |= srv_json_string(w->b, s, strlen(s));
+}
+
+/* ,"key": (or "key": first) */
+static void key(writer *w, const char *k, int first)
+{
+    if (!first) raw(w, ",");
+    str(w, k);
+    raw(w, ":");
+}
+
+static void num(writer *w, double v)
+{
+    if (srv_buf_reserve(w->b, SRV_DOUBLE_MAX)) {
+        w->err = 1;
+        return;
+    }
+    w->b->len += srv_fmt_double(w->b->data + w->b->len, v);
+    w->b->data[w->b->len] = '\0';
+}
+
+static void num_or_null(writer *w, double v, int present)
+{
+    if (present)
+        num(w, v);
+    else
+        raw(w, "null");
+}
+
+/* n numbers, comma separated, in the form's precision.  Reserves the worst case
+ * once, so the loop only formats. */
+static void numbers(writer *w, const double *v, size_t n, int dtype)
+{
+    if (srv_buf_reserve(w->b, n * (SRV_DOUBLE_MAX + 1) + 1)) {
+        w->err = 1;
+        return;
+    }
+    char *p = w->b->data + w->b->len;
+    for (size_t i = 0; i < n; i++) {
+        if (i) *p++ = ',';
+        p += dtype == SRV_DTYPE_FLOAT32 ? srv_fmt_float(p, (float)v[i]) : srv_fmt_double(p, v[i]);
+    }
+    *p = '\0';
+    w->b->len = (size_t)(p - w->b->data);
+}
+
+static void nested(writer *w, const double *v, const size_t *shape, size_t rank, int dtype)
+{
+    if (rank == 1) {
+        raw(w, "[");
+        numbers(w, v, shape[0], dtype);
+        raw(w, "]");
+        return;
+    }
+    size_t stride = 1;
+    for (size_t k = 1; k < rank; k++) stride *= shape[k];
+    raw(w, "[");
+    for (size_t i = 0; i < shape[0]; i++) {
+        if (i) raw(w, ",");
+        nested(w, v + i * stride, shape + 1, rank - 1, dtype);
+    }
+    raw(w, "]");
+}
+
+/* A tensor of the given shape in the form its input came in. */
+static void tensor(writer *w, const double *v, size_t rank, const size_t *shape, srv_form f)
+{
+    int dtype = f.dtype == SRV_DTYPE_FLOAT32 ? SRV_DTYPE_FLOAT32 : SRV_DTYPE_FLOAT64;
+    if (f.object) {
+        size_t n = 1;
+        raw(w, "{\"shape\":[");
+        for (size_t k = 0; k < rank; k++) {
+            srv_buf_printf(w->b, "%s%zu", k ? "," : "", shape[k]);
+            n *= shape[k];
+        }
+        raw(w, "],\"data\":[");
+        numbers(w, v, n, dtype);
+        raw(w, dtype == SRV_DTYPE_FLOAT32 ? "],\"dtype\":\"float32\"}" : "],\"dtype\":\"float64\"}");
+    } else if (rank == 0) {
+        numbers(w, v, 1, dtype);
+    } else {
+        nested(w, v, shape, rank, dtype);
+    }
+}
+
+/* The resolved parameters, defaults filled in, absent optional ones null. */
+static void spec_echo(writer *w, const loss_spec *s)
+{
+    raw(w, "{\"name\":");
+    str(w, s->desc->name);
+    for (size_t i = 0; i < s->desc->n_params; i++) {
+        loss_value v;
+        loss_spec_get(s, i, &v);
+        key(w, s->desc->params[i].name, 0);
+        if (!v.present) {
+            raw(w, "null");
+        } else if (v.is_vector) {
+            raw(w, "[");
+            numbers(w, v.vec.data, v.vec.len, SRV_DTYPE_FLOAT64);
+            raw(w, "]");
+        } else if (v.type == LOSS_PARAM_BOOL) {
+            raw(w, v.number != 0 ? "true" : "false");
+        } else if (v.type == LOSS_PARAM_ENUM) {
+            str(w, v.string);
+        } else if (v.type == LOSS_PARAM_INTEGER) {
+            srv_buf_printf(w->b, "%.0f", v.number);
+        } else {
+            num(w, v.number);
+        }
+    }
+    raw(w, "}");
+}
+
+static srv_form out_form(srv_form in)
+{
+    srv_form f = {in.object, in.dtype == SRV_DTYPE_FLOAT32 ? SRV_DTYPE_FLOAT32 : SRV_DTYPE_FLOAT64};
+    return f;
+}
+
+static void task_losses(writer *w, const srv_task *t)
+{
+    tensor(w, t->out.losses, t->plan.losses_rank, t->plan.losses_shape, out_form(t->form[0]));
+}
+
+static void task_gradients(writer *w, const srv_task *t)
+{
+    const loss_desc *d = t->spec.desc;
+    raw(w, "{");
+    int first = 1;
+    for (size_t i = 0; i < d->n_inputs; i++) {
+        if (!d->inputs[i].differentiable) continue;
+        key(w, d->inputs[i].name, first);
+        first = 0;
+        tensor(w, t->out.grads[i], t->in[i].rank, t->in[i].shape, out_form(t->form[i]));
+    }
+    raw(w, "}");
+}
+
+static void components(writer *w, const srv_task *t)
+{
+    const char *const *c = t->spec.desc->components;
+    raw(w, "{");
+    for (size_t k = 0; c && c[k]; k++) {
+        key(w, c[k], k == 0);
+        num(w, t->res.components[k]);
+    }
+    raw(w, "}");
+}
+
+static void loss_response(writer *w, const srv_job *j)
+{
+    const srv_task *t = &j->tasks[0];
+    raw(w, "{\"loss\":");
+    spec_echo(w, &t->spec);
+    raw(w, ",\"reduction\":");
+    str(w, t->reduction == LOSS_SUM ? "sum" : "mean");
+    srv_buf_printf(w->b, ",\"n\":%zu", t->plan.n);
+    if (j->outputs & SRV_OUT_COST) {
+        key(w, "cost", 0);
+        num(w, t->res.cost);
+        if (t->spec.desc->components) {
+            key(w, "components", 0);
+            components(w, t);
+        }
+    }
+    if (j->outputs & SRV_OUT_LOSSES) {
+        key(w, "losses", 0);
+        task_losses(w, t);
+    }
+    if (j->outputs & SRV_OUT_GRADIENTS) {
+        key(w, "gradients", 0);
+        task_gradients(w, t);
+    }
+    if (j->outputs & SRV_OUT_METRICS) {
+        raw(w, ",\"metrics\":{");
+        if (t->spec.desc->has_accuracy) {
+            key(w, "accuracy", 1);
+            num_or_null(w, t->res.accuracy, t->res.has_accuracy);
+        }
+        raw(w, "}");
+    }
+    raw(w, "}\n");
+}
+
+static void objective_response(writer *w, const srv_job *j)
+{
+    int obj = (j->outputs & SRV_OUT_OBJECTIVE) != 0, grads = (j->outputs & SRV_OUT_GRADIENTS) != 0;
+    int first = 1;
+    raw(w, "{");
+    if (obj) {
+        key(w, "objective", 1);
+        num(w, j->data_term + j->reg_total);
+        key(w, "data_term", 0);
+        num(w, j->data_term);
+        key(w, "regularization_total", 0);
+        num(w, j->reg_total);
+        first = 0;
+    }
+    key(w, "tasks", first);
+    raw(w, "[");
+    for (size_t i = 0; i < j->n_tasks; i++) {
+        const srv_task *t = &j->tasks[i];
+        raw(w, i ? ",{\"name\":" : "{\"name\":");
+        str(w, t->name);
+        raw(w, ",\"loss\":");
+        spec_echo(w, &t->spec);
+        raw(w, ",\"reduction\":");
+        str(w, t->reduction == LOSS_SUM ? "sum" : "mean");
+        srv_buf_printf(w->b, ",\"n\":%zu", t->plan.n);
+        if (obj) {
+            key(w, "cost", 0);
+            num(w, t->res.cost);
+            if (t->spec.desc->components) {
+                key(w, "components", 0);
+                components(w, t);
+            }
+            key(w, "effective_weight", 0);
+            num(w, j->eff[i]);
+            key(w, "contribution", 0);
+            num(w, j->contrib[i]);
+        }
+        if (j->outputs & SRV_OUT_LOSSES) {
+            key(w, "losses", 0);
+            task_losses(w, t);
+        }
+        if (grads) {
+            key(w, "gradients", 0);
+            task_gradients(w, t);
+        }
+        raw(w, "}");
+    }
+    raw(w, "],\"regularization\":[");
+    for (size_t k = 0; k < j->n_pens; k++) {
+        const srv_penalty *p = &j->pens[k];
+        raw(w, k ? ",{\"kind\":" : "{\"kind\":");
+        str(w, loss_penalty_kind_name(p->pen.kind));
+        if (obj) {
+            key(w, "lambda", 0);
+            num(w, p->pen.lambda);
+            key(w, "penalty", 0);
+            num(w, p->value);
+        }
+        if (grads) {
+            key(w, "gradient", 0);
+            tensor(w, p->grad, p->params.rank, p->params.shape, out_form(p->form));
+        }
+        raw(w, "}");
+    }
+    raw(w, "],\"weighting\":{\"scheme\":");
+    if (j->scheme == LOSS_WEIGHTING_FIXED) {
+        str(w, "fixed");
+    } else {
+        str(w, "uncertainty");
+        raw(w, ",\"parametrization\":");
+        str(w, j->scheme == LOSS_WEIGHTING_LOG_SIGMA ? "log_sigma" : "log_variance");
+        if (grads) {
+            raw(w, ",\"gradient\":[");
+            numbers(w, j->grad_s, j->n_tasks, SRV_DTYPE_FLOAT64);
+            raw(w, "]");
+        }
+        if (obj) {
+            raw(w, ",\"optimal_sigma2\":[");
+            for (size_t i = 0; i < j->n_tasks; i++) {
+                if (i) raw(w, ",");
+                num_or_null(w, j->opt_s2[i], j->opt_s2[i] == j->opt_s2[i]);
+            }
+            raw(w, "]");
+        }
+    }
+    raw(w, "}}\n");
+}
+
+int srv_encode_response(srv_job *j)
+{
+    writer w = {&j->out, 0};
+    if (j->ep == SRV_EP_LOSS)
+        loss_response(&w, j);
+    else
+        objective_response(&w, j);
+    return w.err ? -1 : 0;
+}

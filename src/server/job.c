@@ -1,0 +1,146 @@
+/* job.c - a request as a job in three phases, so that the dispatcher can run
+ * them on the libuv pool (and split the middle one across it) while lossd eval
+ * runs them in a row on one thread: the same code path, the same bits. */
+#include "srv.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+uint64_t srv_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void srv_job_init(srv_job *j, srv_endpoint ep, char *body, size_t len, size_t max_elements)
+{
+    memset(j, 0, sizeof *j);
+    j->ep = ep;
+    j->body = body;
+    j->len = len;
+    j->max_elements = max_elements;
+    j->status = 200;
+}
+
+int srv_job_decode(srv_job *j)
+{
+    uint64_t t0 = srv_now_ns();
+    int rc = srv_codec_decode(j);
+    j->t_parse = srv_now_ns() - t0;
+    return rc;
+}
+
+void srv_job_compute(srv_job *j, size_t u0, size_t u1)
+{
+    if (j->failed) return;
+    for (size_t i = 0; i < j->n_tasks; i++) {
+        srv_task *t = &j->tasks[i];
+        size_t a = t->unit0, b = t->unit0 + t->plan.n_blocks;
+        size_t lo = u0 > a ? u0 : a, hi = u1 < b ? u1 : b;
+        if (lo < hi) loss_eval_blocks(&t->plan, lo - a, hi - a, &t->out);
+    }
+}
+
+static int finish_objective(srv_job *j)
+{
+    size_t n = j->n_tasks;
+    j->eff = calloc(n, sizeof *j->eff);
+    j->contrib = calloc(n, sizeof *j->contrib);
+    j->grad_s = calloc(n, sizeof *j->grad_s);
+    j->opt_s2 = calloc(n, sizeof *j->opt_s2);
+    double *cost = calloc(n, sizeof *cost), *param = calloc(n, sizeof *param);
+    int rc = -1;
+    if (!j->eff || !j->contrib || !j->grad_s || !j->opt_s2 || !cost || !param) {
+        srv_error_set(&j->err, 500, "internal_error", "", "out of memory");
+        j->failed = 1;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cost[i] = j->tasks[i].res.cost;
+        param[i] = j->tasks[i].weight;
+    }
+    loss_weighting_out wo = {j->eff, j->contrib, j->grad_s, j->opt_s2, 0};
+    loss_error e;
+    if (loss_weighting_eval(j->scheme, n, cost, param, &wo, &e)) {
+        srv_error_set(&j->err, 422, loss_status_code(e.code), "/weighting", "%s", e.message);
+        j->failed = 1;
+        goto out;
+    }
+    j->data_term = wo.data_term;
+    j->reg_total = 0;
+    for (size_t k = 0; k < j->n_pens; k++) {
+        srv_penalty *p = &j->pens[k];
+        size_t m = loss_tensor_size(&p->params);
+        p->grad = calloc(m ? m : 1, sizeof *p->grad);
+        if (!p->grad) {
+            srv_error_set(&j->err, 500, "internal_error", "", "out of memory");
+            j->failed = 1;
+            goto out;
+        }
+        if (loss_penalty_eval(&p->pen, p->params.data, m, &p->value, p->grad, &e)) {
+            srv_penalty_error(j, p, k, &e);
+            goto out;
+        }
+        j->reg_total += p->value; /* few terms, fixed order */
+    }
+    rc = 0;
+out:
+    free(cost);
+    free(param);
+    return rc;
+}
+
+void srv_job_finish(srv_job *j)
+{
+    uint64_t t0 = srv_now_ns();
+    if (!j->failed) {
+        for (size_t i = 0; i < j->n_tasks && !j->failed; i++) {
+            loss_error e;
+            if (loss_finish(&j->tasks[i].plan, &j->tasks[i].res, &e))
+                srv_core_error(j, &j->tasks[i], &e);
+        }
+    }
+    if (!j->failed && j->ep == SRV_EP_OBJECTIVE) finish_objective(j);
+    if (!j->failed && srv_encode_response(j)) {
+        srv_error_set(&j->err, 500, "internal_error", "", "out of memory encoding the response");
+        j->failed = 1;
+    }
+    if (j->failed) {
+        srv_buf_free(&j->out);
+        j->status = j->err.status;
+        if (srv_error_json(&j->err, &j->out)) j->status = 500;
+    } else {
+        j->status = 200;
+    }
+    j->t_encode = srv_now_ns() - t0;
+}
+
+void srv_job_run(srv_job *j)
+{
+    if (srv_job_decode(j) == 0) {
+        uint64_t t0 = srv_now_ns();
+        srv_job_compute(j, 0, j->n_units);
+        j->t_compute = srv_now_ns() - t0;
+    }
+    srv_job_finish(j);
+}
+
+void srv_job_free(srv_job *j)
+{
+    if (!j) return;
+    for (size_t i = 0; i < j->n_tasks; i++)
+        if (j->tasks[i].planned) loss_plan_free(&j->tasks[i].plan);
+    free(j->tasks);
+    for (size_t k = 0; k < j->n_pens; k++) free(j->pens[k].grad);
+    free(j->pens);
+    free(j->eff);
+    free(j->contrib);
+    free(j->grad_s);
+    free(j->opt_s2);
+    srv_codec_free(j);
+    srv_buf_free(&j->out);
+    free(j->body);
+    memset(j, 0, sizeof *j);
+}

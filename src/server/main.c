@@ -1,0 +1,36 @@
+/* main.c - lossd: the server, or lossd eval. */
+#include "srv.h"
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int main(int argc, char **argv)
+{
+    /* jansson's hash seed before any thread exists (its threadsafety notes). */
+    json_object_seed(0);
+    if (argc > 1 && !strcmp(argv[1], "eval")) {
+        const char *mb = getenv("LOSSD_MAX_BODY_BYTES"), *me = getenv("LOSSD_MAX_ELEMENTS");
+        size_t max_body = mb ? (size_t)strtoull(mb, NULL, 10) : (size_t)1 << 30;
+        size_t max_elements = me ? (size_t)strtoull(me, NULL, 10) : 0;
+        return srv_eval_main(argc - 1, argv + 1, max_body ? max_body : (size_t)1 << 30,
+                             max_elements);
+    }
+    srv_config cfg;
+    int rc = srv_config_parse(&cfg, argc, argv);
+    if (rc) {
+        srv_config_free(&cfg);
+        return rc > 0 ? 0 : 2;
+    }
+    srv_log_init(cfg.log_json);
+    /* The pool size is read once, at the first uv_queue_work: set it first. */
+    char threads[24];
+    snprintf(threads, sizeof threads, "%lu", cfg.threads);
+    setenv("UV_THREADPOOL_SIZE", threads, 1);
+    signal(SIGPIPE, SIG_IGN); /* MHD is told the application handles SIGPIPE */
+    rc = srv_server_run(&cfg);
+    srv_config_free(&cfg);
+    return rc;
+}

@@ -1,0 +1,730 @@
+/* server.c - the HTTP server: libmicrohttpd for HTTP, driven by one libuv loop;
+ * request work on the libuv pool.
+ *
+ * Wiring.  MHD runs without threads of its own (MHD_USE_EPOLL, external mode):
+ * its epoll descriptor sits in a uv_poll_t on the loop and a uv_timer_t follows
+ * MHD_get_timeout, so every MHD callback runs on the loop thread.  The access
+ * handler collects the body (bounded), suspends the connection and calls
+ * uv_queue_work itself - the same thread, so there is no cross-thread queue.  The
+ * work callback decodes, computes and encodes on a pool thread; a large batch
+ * comes back to the loop once to be split into chunks, one per pool thread, and
+ * once more to be finished.  The last after-work callback resumes the connection
+ * and runs MHD, which calls the handler again to queue the response.
+ *
+ * Rules this file keeps (the traps of the two libraries):
+ *  - resume exactly once per suspend, and never touch the request after
+ *    MHD_resume_connection until MHD calls the handler again;
+ *  - suspended connections never time out, so every suspended request has work
+ *    on the pool that will end;
+ *  - MHD_stop_daemon only when no connection is suspended;
+ *  - the pool queue is unbounded, so admission is bounded here (--max-inflight);
+ *  - UV_THREADPOOL_SIZE is set in main, before the first uv_queue_work. */
+#include "srv.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+/* Below this many numbers a request is decoded, computed and encoded in one
+ * work item; above it the blocks are spread over the pool. */
+#define SPLIT_ELEMENTS 200000
+
+enum route {
+    R_NONE,
+    R_LOSS,
+    R_OBJECTIVE,
+    R_CATALOG,
+    R_CATALOG_ONE,
+    R_HEALTH,
+    R_READY,
+    R_METRICS,
+    R_OPENAPI
+};
+
+typedef struct server {
+    srv_config *cfg;
+    uv_loop_t loop;
+    struct MHD_Daemon *mhd;
+    uv_poll_t poll;
+    uv_timer_t timer;
+    uv_signal_t sig_term, sig_int;
+    uv_timer_t drain;
+    uint64_t drain_deadline;
+    int draining;
+    MHD_socket listen_fd;
+    unsigned long inflight; /* admitted requests not yet answered */
+    unsigned long running;  /* suspended requests with work on the pool */
+    srv_metrics metrics;
+    char *catalog;
+    size_t catalog_len;
+    uint64_t id_state;
+} server;
+
+typedef struct request {
+    server *s;
+    struct MHD_Connection *conn;
+    const char *url, *method;
+    int route, metric;
+    int counted;  /* counts in s->inflight */
+    int running;  /* suspended, work on the pool */
+    int done;     /* loop thread: the job is finished, the next handler call answers */
+    int finished; /* pool thread (read in after-work only): no split needed */
+    int too_big;
+    int has_body; /* Content-Length > 0 or Transfer-Encoding */
+    int checked;  /* headers() ran */
+    size_t received;
+    srv_buf body;
+    char id[132];
+    uint64_t t0;
+    srv_job job;
+    int has_job;
+    uv_work_t work;
+    uv_work_t *chunks;
+    size_t n_chunks, pending;
+    uint64_t t_compute0;
+} request;
+
+/* ---- request ids ---- */
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void request_id(server *s, request *r)
+{
+    const char *given =
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (given) {
+        size_t n = strlen(given), ok = n >= 1 && n <= 128;
+        for (size_t i = 0; ok && i < n; i++) ok = given[i] > 0x20 && given[i] < 0x7f;
+        if (ok) {
+            memcpy(r->id, given, n + 1);
+            return;
+        }
+    }
+    s->id_state += 0x9e3779b97f4a7c15ULL;
+    snprintf(r->id, sizeof r->id, "%016llx", (unsigned long long)mix64(s->id_state));
+}
+
+/* ---- responses ---- */
+
+static void finish_request(request *r, int status, size_t out_len)
+{
+    server *s = r->s;
+    double secs = (double)(srv_now_ns() - r->t0) / 1e9;
+    srv_metrics_request(&s->metrics, r->metric, status, secs, r->received, out_len);
+    if (r->counted) {
+        r->counted = 0;
+        s->inflight--;
+    }
+    if (s->cfg->access_log)
+        srv_log_access(r->method, r->url, status, r->received, out_len, secs * 1000, r->id);
+}
+
+/* Queues body (taken over when must_free) with the common headers. */
+static enum MHD_Result respond(request *r, int status, char *body, size_t len,
+                               const char *ctype, int must_free, const char *h1,
+                               const char *v1)
+{
+    struct MHD_Response *resp =
+        must_free ? MHD_create_response_from_buffer_with_free_callback(len, body, free)
+                  : MHD_create_response_from_buffer(len, body, MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        if (must_free) free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    if (h1) MHD_add_response_header(resp, h1, v1);
+    if (r->s->draining) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (r->has_job && r->job.t_parse) {
+        char timing[160];
+        snprintf(timing, sizeof timing, "parse;dur=%.3f, compute;dur=%.3f, encode;dur=%.3f",
+                 (double)r->job.t_parse / 1e6, (double)r->job.t_compute / 1e6,
+                 (double)r->job.t_encode / 1e6);
+        MHD_add_response_header(resp, "Server-Timing", timing);
+    }
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned int)status, resp);
+    MHD_destroy_response(resp);
+    finish_request(r, status, len);
+    return ret;
+}
+
+static enum MHD_Result respond_error(request *r, const srv_error *e, const char *h1,
+                                     const char *v1)
+{
+    srv_buf b = {0};
+    if (srv_error_json(e, &b)) return MHD_NO;
+    size_t len;
+    char *body = srv_buf_steal(&b, &len);
+    return respond(r, e->status, body, len, "application/json", 1, h1, v1);
+}
+
+static enum MHD_Result fail(request *r, int status, const char *code, const char *h1,
+                            const char *v1, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 6, 7)))
+#endif
+    ;
+
+static enum MHD_Result fail(request *r, int status, const char *code, const char *h1,
+                            const char *v1, const char *fmt, ...)
+{
+    srv_error e;
+    char msg[sizeof e.message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    srv_error_set(&e, status, code, "", "%s", msg);
+    return respond_error(r, &e, h1, v1);
+}
+
+static enum MHD_Result respond_json(request *r, int status, const char *text)
+{
+    size_t n = strlen(text);
+    char *body = malloc(n + 1);
+    if (!body) return MHD_NO;
+    memcpy(body, text, n + 1);
+    return respond(r, status, body, n, "application/json", 1, NULL, NULL);
+}
+
+/* ---- routing ---- */
+
+static int route_of(const char *url, int *metric)
+{
+    static const struct {
+        const char *path;
+        int route, metric;
+    } routes[] = {
+        {"/v1/loss", R_LOSS, SRV_EP_M_LOSS},
+        {"/v1/objective", R_OBJECTIVE, SRV_EP_M_OBJECTIVE},
+        {"/v1/losses", R_CATALOG, SRV_EP_M_CATALOG},
+        {"/healthz", R_HEALTH, SRV_EP_M_HEALTH},
+        {"/readyz", R_READY, SRV_EP_M_READY},
+        {"/metrics", R_METRICS, SRV_EP_M_METRICS},
+        {"/openapi.yaml", R_OPENAPI, SRV_EP_M_OPENAPI},
+    };
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (!strcmp(url, routes[i].path)) {
+            *metric = routes[i].metric;
+            return routes[i].route;
+        }
+    if (!strncmp(url, "/v1/losses/", 11) && url[11] && !strchr(url + 11, '/')) {
+        *metric = SRV_EP_M_CATALOG_ONE;
+        return R_CATALOG_ONE;
+    }
+    *metric = SRV_EP_M_OTHER;
+    return R_NONE;
+}
+
+static int authorized(const server *s, struct MHD_Connection *c)
+{
+    const char *key = s->cfg->api_key;
+    if (!key) return 1;
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    const char *given = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key");
+    if (auth && !strncasecmp(auth, "Bearer ", 7)) given = auth + 7;
+    if (!given) return 0;
+    /* Compare in time independent of where the strings differ. */
+    size_t n = strlen(key), m = strlen(given);
+    unsigned char diff = n != m;
+    for (size_t i = 0; i < n; i++) diff |= (unsigned char)(key[i] ^ given[i < m ? i : 0]);
+    return diff == 0;
+}
+
+static enum MHD_Result handle_get(request *r)
+{
+    server *s = r->s;
+    switch (r->route) {
+    case R_HEALTH:
+        return respond_json(r, 200, "{\"status\":\"ok\",\"version\":\"" SRV_VERSION "\"}\n");
+    case R_READY:
+        return s->draining ? respond_json(r, 503, "{\"status\":\"draining\"}\n")
+                           : respond_json(r, 200, "{\"status\":\"ready\"}\n");
+    case R_CATALOG:
+        return respond(r, 200, s->catalog, s->catalog_len, "application/json", 0, NULL, NULL);
+    case R_CATALOG_ONE: {
+        size_t len;
+        char *body = srv_catalog_json(r->url + 11, &len);
+        if (!body) {
+            srv_error e;
+            srv_error_set(&e, 404, "unknown_loss", "", "there is no loss named \"%.60s\"; GET "
+                          "/v1/losses lists them", r->url + 11);
+            return respond_error(r, &e, NULL, NULL);
+        }
+        return respond(r, 200, body, len, "application/json", 1, NULL, NULL);
+    }
+    case R_METRICS: {
+        size_t len;
+        char *body = srv_metrics_text(&s->metrics, s->inflight, &len);
+        if (!body) return MHD_NO;
+        return respond(r, 200, body, len, "text/plain; version=0.0.4; charset=utf-8", 1, NULL,
+                       NULL);
+    }
+    case R_OPENAPI:
+        return respond(r, 200, (char *)srv_openapi_yaml, srv_openapi_yaml_len,
+                       "application/yaml", 0, NULL, NULL);
+    }
+    return MHD_NO;
+}
+
+/* ---- work on the pool ---- */
+
+static void mhd_kick(server *s);
+
+static void resume(request *r)
+{
+    server *s = r->s;
+    r->running = 0;
+    s->running--;
+    r->done = 1;
+    srv_metrics_stage(&s->metrics, SRV_STAGE_PARSE, (double)r->job.t_parse / 1e9);
+    srv_metrics_stage(&s->metrics, SRV_STAGE_COMPUTE, (double)r->job.t_compute / 1e9);
+    srv_metrics_stage(&s->metrics, SRV_STAGE_ENCODE, (double)r->job.t_encode / 1e9);
+    MHD_resume_connection(r->conn); /* the last touch of r until MHD calls back */
+    mhd_kick(s);
+}
+
+static void work_finish(uv_work_t *w)
+{
+    srv_job_finish(&((request *)w->data)->job);
+}
+
+static void after_finish(uv_work_t *w, int status)
+{
+    (void)status;
+    resume(w->data);
+}
+
+static void work_chunk(uv_work_t *w)
+{
+    request *r = w->data;
+    size_t k = (size_t)(w - r->chunks), n = r->job.n_units;
+    srv_job_compute(&r->job, n * k / r->n_chunks, n * (k + 1) / r->n_chunks);
+}
+
+static void after_chunk(uv_work_t *w, int status)
+{
+    request *r = w->data;
+    (void)status;
+    if (--r->pending) return;
+    r->job.t_compute = srv_now_ns() - r->t_compute0;
+    free(r->chunks);
+    r->chunks = NULL;
+    r->work.data = r;
+    uv_queue_work(&r->s->loop, &r->work, work_finish, after_finish);
+}
+
+static void work_main(uv_work_t *w)
+{
+    request *r = w->data;
+    srv_job *j = &r->job;
+    if (srv_job_decode(j) == 0 && (j->n_elements >= SPLIT_ELEMENTS && j->n_units > 1)) return;
+    if (!j->failed) {
+        uint64_t t0 = srv_now_ns();
+        srv_job_compute(j, 0, j->n_units);
+        j->t_compute = srv_now_ns() - t0;
+    }
+    srv_job_finish(j);
+    r->finished = 1;
+}
+
+static void after_main(uv_work_t *w, int status)
+{
+    request *r = w->data;
+    (void)status;
+    if (r->finished) {
+        resume(r);
+        return;
+    }
+    /* A large batch: one chunk of blocks per pool thread. */
+    size_t n = r->s->cfg->threads;
+    if (n > r->job.n_units) n = r->job.n_units;
+    r->chunks = calloc(n, sizeof *r->chunks);
+    if (!r->chunks) n = 1;
+    r->n_chunks = r->pending = n;
+    r->t_compute0 = srv_now_ns();
+    if (!r->chunks) { /* out of memory for the split: compute in the finish item */
+        r->pending = 0;
+        r->job.t_compute = 0;
+        srv_job_compute(&r->job, 0, r->job.n_units);
+        r->work.data = r;
+        uv_queue_work(&r->s->loop, &r->work, work_finish, after_finish);
+        return;
+    }
+    for (size_t k = 0; k < n; k++) {
+        r->chunks[k].data = r;
+        uv_queue_work(&r->s->loop, &r->chunks[k], work_chunk, after_chunk);
+    }
+}
+
+/* Suspends the connection and queues the job; -1 when out of memory. */
+static int submit(request *r)
+{
+    server *s = r->s;
+    if (srv_buf_reserve(&r->body, 0)) return -1; /* a buffer with room for the NUL */
+    size_t len;
+    char *body = srv_buf_steal(&r->body, &len);
+    body[len] = '\0';
+    srv_job_init(&r->job, r->route == R_LOSS ? SRV_EP_LOSS : SRV_EP_OBJECTIVE, body, len,
+                 (size_t)s->cfg->max_elements);
+    r->has_job = 1;
+    r->running = 1;
+    s->running++;
+    MHD_suspend_connection(r->conn);
+    r->work.data = r;
+    uv_queue_work(&s->loop, &r->work, work_main, after_main);
+    return 0;
+}
+
+/* ---- the access handler ---- */
+
+static int is_json_type(const char *ct)
+{
+    const char *want = "application/json";
+    size_t n = strlen(want);
+    if (strncasecmp(ct, want, n)) return 0;
+    return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ';
+}
+
+static enum MHD_Result admit_post(request *r)
+{
+    server *s = r->s;
+    struct MHD_Connection *c = r->conn;
+    if (s->draining)
+        return fail(r, 503, "draining", "Retry-After", "1",
+                    "lossd is shutting down; retry on another instance");
+    const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    if (ct && !is_json_type(ct))
+        return fail(r, 415, "unsupported_media_type", NULL, NULL,
+                    "Content-Type must be application/json, not \"%.60s\"", ct);
+    const char *ce = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
+    if (ce && strcasecmp(ce, "identity"))
+        return fail(r, 415, "unsupported_media_type", "Accept-Encoding", "identity",
+                    "Content-Encoding \"%.40s\" is not supported", ce);
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
+    if (!cl && !(te && strcasestr(te, "chunked")))
+        return fail(r, 411, "length_required", NULL, NULL,
+                    "a POST needs Content-Length or Transfer-Encoding: chunked");
+    unsigned long long max = s->cfg->max_body_bytes;
+    if (cl) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (errno || *end || n > max)
+            return fail(r, 413, "body_too_large", NULL, NULL,
+                        "the body (Content-Length %.24s) is larger than %llu bytes "
+                        "(--max-body-bytes)",
+                        cl, max);
+        if (srv_buf_reserve(&r->body, (size_t)n))
+            return fail(r, 503, "overloaded", "Retry-After", "1",
+                        "no memory for a body of %llu bytes now", n);
+    }
+    if (s->inflight >= s->cfg->max_inflight)
+        return fail(r, 503, "overloaded", "Retry-After", "1",
+                    "lossd has %lu requests in progress (--max-inflight); retry shortly",
+                    s->inflight);
+    r->body.max = (size_t)max;
+    r->counted = 1;
+    s->inflight++;
+    return MHD_YES;
+}
+
+/* Routing, methods, authorization and admission, once the headers are in. */
+static enum MHD_Result headers(request *r)
+{
+    server *s = r->s;
+    const char *method = r->method, *url = r->url;
+    int is_get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    int post_route = r->route == R_LOSS || r->route == R_OBJECTIVE;
+    r->checked = 1;
+    if (r->route == R_NONE)
+        return fail(r, 404, "not_found", NULL, NULL, "no such endpoint: %.80s", url);
+    if (post_route ? strcmp(method, "POST") != 0 : !is_get)
+        return fail(r, 405, "method_not_allowed", "Allow", post_route ? "POST" : "GET, HEAD",
+                    "%s is not allowed on %s (use %s)", method, url, post_route ? "POST" : "GET");
+    if (r->route != R_HEALTH && r->route != R_READY && !authorized(s, r->conn))
+        return fail(r, 401, "unauthorized", "WWW-Authenticate", "Bearer",
+                    "this lossd needs an API key: send Authorization: Bearer KEY or "
+                    "X-API-Key: KEY");
+    if (!post_route) return handle_get(r);
+    return admit_post(r);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    server *s = cls;
+    request *r = *con_cls;
+    (void)version;
+    if (!r) {
+        r = calloc(1, sizeof *r);
+        if (!r) return MHD_NO;
+        *con_cls = r;
+        r->s = s;
+        r->conn = c;
+        r->url = url;
+        r->method = method;
+        r->t0 = srv_now_ns();
+        request_id(s, r);
+        r->route = route_of(url, &r->metric);
+        /* A request without a body is answered on the next call: a response
+         * queued while MHD still waits for the end of the request closes the
+         * connection, which is right for a refused body but not for a GET. */
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
+        r->has_body = (cl && strcmp(cl, "0")) || te;
+        if (!r->has_body) return MHD_YES;
+        return headers(r);
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        r->received += n;
+        if (!r->too_big && srv_buf_append(&r->body, upload, n)) {
+            r->too_big = 1;
+            srv_buf_free(&r->body);
+        }
+        /* A chunked body that keeps coming long after the limit: drop the client. */
+        if (r->too_big && r->received > 2 * s->cfg->max_body_bytes + (1u << 20)) return MHD_NO;
+        return MHD_YES;
+    }
+    if (r->done && r->has_job) {
+        size_t len;
+        int status = r->job.status;
+        char *body = srv_buf_steal(&r->job.out, &len);
+        enum MHD_Result ret = respond(r, status, body, len, "application/json", 1, NULL, NULL);
+        srv_job_free(&r->job);
+        r->has_job = 0;
+        return ret;
+    }
+    if (r->running) return MHD_YES; /* spurious call while suspended */
+    if (!r->checked) {
+        enum MHD_Result ret = headers(r);
+        if (ret != MHD_YES || !r->counted) return ret; /* answered (or refused) */
+    }
+    if (r->too_big)
+        return fail(r, 413, "body_too_large", NULL, NULL,
+                    "the body is larger than %llu bytes (--max-body-bytes)",
+                    s->cfg->max_body_bytes);
+    if (submit(r)) return fail(r, 500, "internal_error", NULL, NULL, "out of memory");
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    server *s = cls;
+    request *r = *con_cls;
+    (void)c;
+    (void)toe;
+    if (!r) return;
+    if (r->counted) { /* the client went away before its answer */
+        r->counted = 0;
+        s->inflight--;
+    }
+    if (r->has_job) srv_job_free(&r->job);
+    srv_buf_free(&r->body);
+    free(r->chunks);
+    free(r);
+    *con_cls = NULL;
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    (void)cls;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n') msg[--n] = '\0';
+    srv_log(SRV_LOG_WARN, "libmicrohttpd: %s", msg);
+}
+
+/* ---- the loop ---- */
+
+static void on_timer(uv_timer_t *t);
+
+static void mhd_kick(server *s)
+{
+    if (!s->mhd) return;
+    MHD_run(s->mhd);
+    MHD_UNSIGNED_LONG_LONG to;
+    if (MHD_get_timeout(s->mhd, &to) == MHD_YES)
+        uv_timer_start(&s->timer, on_timer, (uint64_t)to, 0);
+    else
+        uv_timer_stop(&s->timer);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    mhd_kick(t->data);
+}
+
+static void on_poll(uv_poll_t *p, int status, int events)
+{
+    (void)status;
+    (void)events;
+    mhd_kick(p->data);
+}
+
+static void on_close(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void stop(server *s)
+{
+    uv_timer_stop(&s->drain);
+    uv_poll_stop(&s->poll);
+    uv_timer_stop(&s->timer);
+    /* No connection is suspended here (s->running == 0), so stopping is legal. */
+    MHD_stop_daemon(s->mhd);
+    s->mhd = NULL;
+    if (s->listen_fd != MHD_INVALID_SOCKET) close(s->listen_fd);
+    uv_close((uv_handle_t *)&s->poll, on_close);
+    uv_close((uv_handle_t *)&s->timer, on_close);
+    uv_close((uv_handle_t *)&s->drain, on_close);
+    uv_close((uv_handle_t *)&s->sig_term, on_close);
+    uv_close((uv_handle_t *)&s->sig_int, on_close);
+    srv_log(SRV_LOG_INFO, "stopped");
+}
+
+static void on_drain(uv_timer_t *t)
+{
+    server *s = t->data;
+    if (s->running) return; /* suspended requests finish first, always */
+    if (s->inflight && uv_now(&s->loop) < s->drain_deadline) return;
+    stop(s);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    server *s = h->data;
+    if (s->draining) return;
+    s->draining = 1;
+    srv_log(SRV_LOG_INFO, "%s: draining (%lu requests in flight)",
+            signum == SIGTERM ? "SIGTERM" : "SIGINT", s->inflight);
+    s->listen_fd = MHD_quiesce_daemon(s->mhd);
+    s->drain_deadline = uv_now(&s->loop) + 1000u * s->cfg->connection_timeout;
+    uv_timer_start(&s->drain, on_drain, 0, 10);
+}
+
+static int bind_address(const char *bind, unsigned port, struct sockaddr_storage *ss, int *v6)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    char host[64];
+    snprintf(host, sizeof host, "%s", bind);
+    size_t n = strlen(host);
+    if (n >= 2 && host[0] == '[' && host[n - 1] == ']') { /* [::1] */
+        memmove(host, host + 1, n - 2);
+        host[n - 2] = '\0';
+    }
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        *v6 = 0;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        *v6 = 1;
+        return 0;
+    }
+    return -1;
+}
+
+int srv_server_run(srv_config *cfg)
+{
+    static server srv; /* one per process; static so that nothing outlives it */
+    server *s = &srv;
+    memset(s, 0, sizeof *s);
+    s->cfg = cfg;
+    s->listen_fd = MHD_INVALID_SOCKET;
+    s->id_state = mix64((uint64_t)srv_now_ns() ^ ((uint64_t)getpid() << 32));
+    s->catalog = srv_catalog_json(NULL, &s->catalog_len);
+    if (!s->catalog) return 1;
+
+    struct sockaddr_storage addr;
+    int v6;
+    if (bind_address(cfg->bind, (unsigned)cfg->port, &addr, &v6)) {
+        fprintf(stderr, "lossd: --bind \"%s\" is not an IPv4 or IPv6 address\n", cfg->bind);
+        return 2;
+    }
+    if (cfg->tls_cert && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        fprintf(stderr, "lossd: this libmicrohttpd has no TLS support\n");
+        return 2;
+    }
+    unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+                         (v6 ? MHD_USE_IPv6 : 0) | (cfg->tls_cert ? MHD_USE_TLS : 0);
+    struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, NULL},
+        {MHD_OPTION_SOCK_ADDR, 0, &addr},
+        {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->max_connections, NULL},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)cfg->max_connections_per_ip, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->connection_timeout, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(64 * 1024), NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+        {MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1, NULL},
+        {cfg->tls_cert ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, cfg->tls_key_pem},
+        {MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls_cert_pem},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    s->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
+                              MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    if (!s->mhd) {
+        fprintf(stderr, "lossd: cannot listen on %s port %lu: %s\n", cfg->bind, cfg->port,
+                strerror(errno));
+        free(s->catalog);
+        return 1;
+    }
+    const union MHD_DaemonInfo *ep = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    const union MHD_DaemonInfo *pi = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    unsigned port = pi ? pi->port : (unsigned)cfg->port;
+
+    uv_loop_init(&s->loop);
+    uv_poll_init(&s->loop, &s->poll, ep->epoll_fd);
+    uv_timer_init(&s->loop, &s->timer);
+    uv_timer_init(&s->loop, &s->drain);
+    uv_signal_init(&s->loop, &s->sig_term);
+    uv_signal_init(&s->loop, &s->sig_int);
+    s->poll.data = s->timer.data = s->drain.data = s->sig_term.data = s->sig_int.data = s;
+    uv_poll_start(&s->poll, UV_READABLE, on_poll);
+    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    mhd_kick(s);
+
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (v6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&addr)->sin6_addr, host, sizeof host);
+    else
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&addr)->sin_addr, host, sizeof host);
+    printf("lossd listening on %s://%s%s%s:%u\n", cfg->tls_cert ? "https" : "http",
+           v6 ? "[" : "", host, v6 ? "]" : "", port);
+    fflush(stdout);
+    srv_log(SRV_LOG_INFO, "version %s, %lu compute threads, max body %llu bytes", SRV_VERSION,
+            cfg->threads, cfg->max_body_bytes);
+
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&s->loop) == 0 ? 0 : 1;
+    free(s->catalog);
+    return rc;
+}

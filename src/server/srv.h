@@ -1,0 +1,311 @@
+/*
+ * srv.h - private to the lossd server (src/server).  The server is an executable;
+ * this header declares its modules to each other.  Server symbols use the srv_
+ * prefix; everything else in a module is static.
+ *
+ *   buf.c      growable byte buffers with a hard limit
+ *   numfmt.c   strict JSON number parsing and round-trip double formatting
+ *   jscan.c    the body scanner: validates numbers, lifts numeric arrays out of the
+ *              JSON text before jansson parses the rest
+ *   codec.c    request bodies -> jobs (core specs, tensors, plans); results -> JSON
+ *   job.c      evaluating a job: phases that run on pool threads
+ *   catalog.c  GET /v1/losses from the core's descriptor table
+ *   metrics.c  Prometheus counters and histograms
+ *   http.c     libmicrohttpd: routing, limits, responses
+ *   dispatch.c the libuv loop: MHD driven by uv_poll, work on the pool, shutdown
+ *   config.c   command line and environment
+ *   main.c     lossd, lossd eval
+ */
+#ifndef SRV_H
+#define SRV_H
+
+#include "loss.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SRV_VERSION "0.1.0"
+
+/* ---- buf.c ---- */
+
+/* A growable byte buffer.  max bounds len (0: no bound); an append past it fails
+ * and sets toobig, which stays set (curl's dynbuf does the same). */
+typedef struct srv_buf {
+    char *data; /* owned; NUL-terminated when len > 0 */
+    size_t len, cap, max;
+    int toobig;
+} srv_buf;
+
+int srv_buf_reserve(srv_buf *b, size_t extra); /* 0, or -1 (limit or ENOMEM) */
+int srv_buf_append(srv_buf *b, const void *p, size_t n);
+int srv_buf_puts(srv_buf *b, const char *s);
+int srv_buf_printf(srv_buf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Takes the data out (caller frees it with free()); the buffer is empty after. */
+char *srv_buf_steal(srv_buf *b, size_t *len);
+void srv_buf_free(srv_buf *b);
+
+/* ---- numfmt.c ---- */
+
+/* Longest text srv_fmt_double writes (without NUL). */
+#define SRV_DOUBLE_MAX 32
+
+/* Parses one JSON number at s (not beyond end) with the exact grammar of RFC 8259
+ * (no '+', no leading '.', no leading zeros, no hex, no NaN/Infinity), correctly
+ * rounded.  Returns the end of the number, or NULL when s does not start with a
+ * valid number.  *overflow is set when the value is beyond the double range
+ * (the value is then +-inf). */
+const char *srv_parse_number(const char *s, const char *end, double *out, int *overflow);
+
+/* Writes the shortest decimal text that reads back as exactly v, JSON syntax,
+ * integral values with ".0" (as Python's repr: 0.1, 1e+20, 2.0, -0.0, 1e-07).
+ * v must be finite.  Returns the length written to buf (no NUL). */
+size_t srv_fmt_double(char *buf, double v);
+/* The same for a float32 value (the shortest text that reads back as that float). */
+size_t srv_fmt_float(char *buf, float v);
+
+/* ---- jscan.c ---- */
+
+/* One numeric array lifted out of the body. */
+typedef struct srv_lifted {
+    size_t offset; /* into srv_scan.values */
+    size_t count;
+    size_t rank;
+    size_t shape[LOSS_MAX_RANK];
+} srv_lifted;
+
+typedef struct srv_scan {
+    double *values; /* owned: every lifted number */
+    size_t n_values, cap_values;
+    srv_lifted *arrays; /* owned */
+    size_t n_arrays, cap_arrays;
+    size_t max_values; /* limit; exceeding it is an error */
+} srv_scan;
+
+/* Errors of the codec and the HTTP layer, ready to become an error body. */
+typedef struct srv_error {
+    int status;         /* HTTP status */
+    const char *code;   /* stable snake_case code */
+    char message[320];
+    char path[256];     /* JSON Pointer, "" when none */
+} srv_error;
+
+/* Scans body[0..len) (len < SIZE_MAX; body[len] must be a NUL the caller
+ * provides): checks every number (422 non_finite_value with its pointer for
+ * NaN/Infinity tokens and overflowing numbers), enforces the nesting limit, and
+ * replaces each rectangular all-number array long enough to hold a placeholder by
+ * "\u0000<index>" padded with blanks, recording its values.  Malformed JSON is
+ * left for jansson to report.  Returns 0, or -1 with err filled. */
+int srv_scan_body(char *body, size_t len, srv_scan *scan, srv_error *err);
+void srv_scan_free(srv_scan *scan);
+/* The lifted array a jansson string stands for, or NULL. */
+const srv_lifted *srv_scan_lookup(const srv_scan *scan, const char *s, size_t len);
+
+#define SRV_MAX_DEPTH 64
+
+/* Sets e (status, code, printf message); path is copied (may be NULL). */
+void srv_error_set(srv_error *e, int status, const char *code, const char *path,
+                   const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+
+/* Appends "/token" to a JSON Pointer with ~ and / escaped (RFC 6901). */
+void srv_pointer_push(char *ptr, size_t cap, const char *token, size_t len);
+void srv_pointer_push_index(char *ptr, size_t cap, size_t index);
+
+/* Writes an error body {"error": {...}} into b. */
+int srv_error_json(const srv_error *e, srv_buf *b);
+/* Appends s as a JSON string literal (quotes included). */
+int srv_json_string(srv_buf *b, const char *s, size_t len);
+
+/* ---- codec.c, encode.c, job.c: requests as jobs ---- */
+
+/* SRV_EP_AUTO (lossd eval): an objective when the body has "tasks". */
+typedef enum srv_endpoint { SRV_EP_LOSS = 0, SRV_EP_OBJECTIVE = 1, SRV_EP_AUTO = 2 } srv_endpoint;
+
+enum { SRV_DTYPE_FLOAT64 = 0, SRV_DTYPE_FLOAT32, SRV_DTYPE_INT64, SRV_DTYPE_INT32 };
+
+/* How a tensor came, so its gradient goes back in the same form. */
+typedef struct srv_form {
+    int object; /* 1: {"shape", "data"}; 0: a number or nested arrays */
+    int dtype;  /* SRV_DTYPE_* */
+} srv_form;
+
+/* Output selection bits. */
+enum {
+    SRV_OUT_COST = 1,
+    SRV_OUT_LOSSES = 2,
+    SRV_OUT_GRADIENTS = 4,
+    SRV_OUT_METRICS = 8,
+    SRV_OUT_OBJECTIVE = 16
+};
+
+/* One loss on one batch: the body of /v1/loss, or one task of /v1/objective. */
+typedef struct srv_task {
+    const char *name;  /* objective tasks; borrowed from the DOM */
+    char prefix[48];   /* JSON Pointer of the task: "" or "/tasks/3" */
+    loss_spec spec;
+    loss_tensor in[LOSS_MAX_INPUTS];
+    srv_form form[LOSS_MAX_INPUTS];
+    loss_tensor weights;
+    srv_form wform;
+    int has_weights;
+    loss_reduction reduction;
+    double weight; /* fixed task weight, or the learned s */
+    int has_weight;
+    loss_plan plan;
+    int planned;
+    loss_outputs out; /* owned buffers */
+    loss_result res;
+    size_t unit0; /* first global block index of this task */
+} srv_task;
+
+typedef struct srv_penalty {
+    loss_penalty pen;
+    loss_tensor params;
+    srv_form form;
+    double value;
+    double *grad; /* owned */
+} srv_penalty;
+
+typedef struct srv_job {
+    srv_endpoint ep;
+    char *body; /* owned, NUL-terminated */
+    size_t len;
+    size_t max_elements;
+    srv_scan scan;
+    void *root; /* json_t *, owned */
+    unsigned outputs;
+    srv_task *tasks; /* owned */
+    size_t n_tasks;
+    loss_weighting scheme;
+    int weighting_given;
+    srv_penalty *pens; /* owned */
+    size_t n_pens;
+    double **owned; /* decoded arrays (freed with the job) */
+    size_t n_owned, cap_owned;
+    size_t n_elements;
+    size_t n_units; /* blocks of all tasks */
+    /* results */
+    double *eff, *contrib, *grad_s, *opt_s2; /* owned, n_tasks each */
+    double data_term, reg_total;
+    srv_error err;
+    int failed;
+    srv_buf out; /* the response body (JSON) */
+    int status;
+    /* per-stage times, nanoseconds */
+    uint64_t t_parse, t_compute, t_encode;
+} srv_job;
+
+/* Takes ownership of body (malloc'ed, len bytes, body[len] == '\0'). */
+void srv_job_init(srv_job *j, srv_endpoint ep, char *body, size_t len, size_t max_elements);
+/* Phase 1: scan, parse, validate, plan.  0, or -1 with j->err set. */
+int srv_job_decode(srv_job *j);
+/* Phase 2: evaluate global blocks [u0, u1) (any split, any thread). */
+void srv_job_compute(srv_job *j, size_t u0, size_t u1);
+/* Phase 3: combine, weight, regularize, encode j->out (the response or the
+ * error body, status in j->status).  Always leaves a body. */
+void srv_job_finish(srv_job *j);
+/* Runs the three phases on this thread (lossd eval, small requests). */
+void srv_job_run(srv_job *j);
+void srv_job_free(srv_job *j);
+
+/* codec internals shared with encode.c */
+int srv_codec_decode(srv_job *j);
+int srv_encode_response(srv_job *j);
+/* Turns a core error of task t into j->err (status 422 unless the core says
+ * otherwise) with the JSON Pointer of the offending element. */
+void srv_core_error(srv_job *j, const srv_task *t, const loss_error *e);
+
+/* A penalty's evaluation error (non-finite params, overflow) as j->err. */
+void srv_penalty_error(srv_job *j, const srv_penalty *pen, size_t k, const loss_error *e);
+/* Frees what the codec owns (decoded arrays, the DOM, the scan). */
+void srv_codec_free(srv_job *j);
+
+uint64_t srv_now_ns(void);
+
+/* ---- eval.c ---- */
+int srv_eval_main(int argc, char **argv, size_t max_body, size_t max_elements);
+
+/* ---- config.c ---- */
+
+typedef struct srv_config {
+    char *bind;
+    unsigned long port;
+    unsigned long threads;
+    unsigned long long max_body_bytes;
+    char *api_key_file, *tls_cert, *tls_key;
+    int log_json;
+    unsigned long max_inflight;
+    unsigned long long max_elements;
+    unsigned long connection_timeout;
+    unsigned long max_connections, max_connections_per_ip;
+    int access_log;
+    /* loaded from the files above */
+    char *api_key;
+    char *tls_cert_pem, *tls_key_pem;
+} srv_config;
+
+/* Parses flags over environment over defaults.  Returns 0 to run, 1 when --help
+ * or --version was printed, -1 after printing an error to stderr. */
+int srv_config_parse(srv_config *c, int argc, char **argv);
+void srv_config_free(srv_config *c);
+
+/* ---- log.c ---- */
+enum { SRV_LOG_ERROR, SRV_LOG_WARN, SRV_LOG_INFO };
+void srv_log_init(int json);
+void srv_log(int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* One access-log line. */
+void srv_log_access(const char *method, const char *path, int status, size_t in, size_t out,
+                    double ms, const char *request_id);
+
+/* ---- catalog.c ---- */
+/* The GET /v1/losses body, and one entry by name (NULL when unknown); malloc'ed. */
+char *srv_catalog_json(const char *name, size_t *len);
+
+/* ---- openapi (generated from api/openapi.yaml) ---- */
+extern const char srv_openapi_yaml[];
+extern const size_t srv_openapi_yaml_len;
+
+/* ---- metrics.c (loop thread only: no locks) ---- */
+
+enum {
+    SRV_EP_M_LOSS, SRV_EP_M_OBJECTIVE, SRV_EP_M_CATALOG, SRV_EP_M_CATALOG_ONE, SRV_EP_M_HEALTH,
+    SRV_EP_M_READY, SRV_EP_M_METRICS, SRV_EP_M_OPENAPI, SRV_EP_M_OTHER, SRV_EP_M_COUNT
+};
+enum { SRV_STAGE_PARSE, SRV_STAGE_COMPUTE, SRV_STAGE_ENCODE, SRV_STAGE_COUNT };
+#define SRV_HIST_BUCKETS 16
+#define SRV_STATUS_SLOTS 16
+
+typedef struct srv_hist {
+    unsigned long long bucket[SRV_HIST_BUCKETS]; /* cumulative at render time */
+    unsigned long long count;
+    double sum;
+} srv_hist;
+
+typedef struct srv_metrics {
+    unsigned long long requests[SRV_EP_M_COUNT][SRV_STATUS_SLOTS];
+    srv_hist latency[SRV_EP_M_COUNT];
+    srv_hist stage[SRV_STAGE_COUNT];
+    unsigned long long bytes_in, bytes_out, rejected_overload;
+} srv_metrics;
+
+void srv_metrics_request(srv_metrics *m, int endpoint, int status, double seconds, size_t in,
+                         size_t out);
+void srv_metrics_stage(srv_metrics *m, int stage, double seconds);
+/* The Prometheus text exposition (malloc'ed). */
+char *srv_metrics_text(const srv_metrics *m, unsigned long inflight, size_t *len);
+
+/* ---- server.c ---- */
+int srv_server_run(srv_config *cfg);
+
+#endif /* SRV_H */
