@@ -290,9 +290,26 @@ static void objective_response(writer *w, const srv_job *j)
     raw(w, "}}\n");
 }
 
+/* An upper bound of the numbers the response holds, to size its buffer once. */
+static size_t numbers_out(const srv_job *j)
+{
+    size_t n = 64;
+    for (size_t i = 0; i < j->n_tasks; i++) {
+        const srv_task *t = &j->tasks[i];
+        if (j->outputs & SRV_OUT_LOSSES) n += t->plan.n_terms;
+        for (size_t k = 0; k < LOSS_MAX_INPUTS; k++)
+            if (t->out.grads[k]) n += t->plan.input_size[k];
+        n += 16;
+    }
+    for (size_t k = 0; k < j->n_pens; k++) n += loss_tensor_size(&j->pens[k].params) + 4;
+    return n;
+}
+
 int srv_encode_response(srv_job *j)
 {
     writer w = {&j->out, 0};
+    /* Typical numbers take ~20 bytes; the worst case is reserved per array. */
+    if (srv_buf_reserve(&j->out, numbers_out(j) * 22 + 1024)) return -1;
     if (j->ep == SRV_EP_LOSS)
         loss_response(&w, j);
     else

@@ -92,6 +92,29 @@ out:
     return rc;
 }
 
+/* Frees everything of a job but its response and its body.  Called at the end of
+ * srv_job_finish, on the thread that allocated it: memory freed by the thread
+ * that allocated it keeps glibc's arenas free of lock traffic between the pool
+ * and the loop. */
+static void release_work(srv_job *j)
+{
+    for (size_t i = 0; i < j->n_tasks; i++)
+        if (j->tasks[i].planned) loss_plan_free(&j->tasks[i].plan);
+    free(j->tasks);
+    j->tasks = NULL;
+    j->n_tasks = 0;
+    for (size_t k = 0; k < j->n_pens; k++) free(j->pens[k].grad);
+    free(j->pens);
+    j->pens = NULL;
+    j->n_pens = 0;
+    free(j->eff);
+    free(j->contrib);
+    free(j->grad_s);
+    free(j->opt_s2);
+    j->eff = j->contrib = j->grad_s = j->opt_s2 = NULL;
+    srv_codec_free(j);
+}
+
 void srv_job_finish(srv_job *j)
 {
     uint64_t t0 = srv_now_ns();
@@ -114,6 +137,7 @@ void srv_job_finish(srv_job *j)
     } else {
         j->status = 200;
     }
+    release_work(j);
     j->t_encode = srv_now_ns() - t0;
 }
 
@@ -130,16 +154,7 @@ void srv_job_run(srv_job *j)
 void srv_job_free(srv_job *j)
 {
     if (!j) return;
-    for (size_t i = 0; i < j->n_tasks; i++)
-        if (j->tasks[i].planned) loss_plan_free(&j->tasks[i].plan);
-    free(j->tasks);
-    for (size_t k = 0; k < j->n_pens; k++) free(j->pens[k].grad);
-    free(j->pens);
-    free(j->eff);
-    free(j->contrib);
-    free(j->grad_s);
-    free(j->opt_s2);
-    srv_codec_free(j);
+    release_work(j);
     srv_buf_free(&j->out);
     free(j->body);
     memset(j, 0, sizeof *j);

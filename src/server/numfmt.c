@@ -1,11 +1,19 @@
 /* numfmt.c - strict JSON number parsing and round-trip formatting.
  *
- * Parsing follows RFC 8259's grammar exactly and rounds correctly: Clinger's fast
- * path when the decimal mantissa and the power of ten are both exact doubles,
- * strtod (correctly rounded in glibc, "C" locale: lossd never calls setlocale)
- * otherwise.  Formatting writes the shortest digits that read back to the same
- * double and lays them out as Python's repr does, so that a Python client sees the
- * numbers it would have printed itself. */
+ * Parsing follows RFC 8259's grammar exactly and rounds correctly, as strtod
+ * does: Clinger's fast path when the decimal significand and the power of ten are
+ * both exact doubles; otherwise the Eisel-Lemire algorithm (a 64x128-bit product
+ * with a table of powers of five), which either yields the correctly rounded
+ * double or says it cannot decide; then, and for more than 19 significant digits
+ * or subnormal results, strtod (correctly rounded in glibc; "C" locale: lossd
+ * never calls setlocale).
+ *
+ * Formatting uses Grisu2: digits generated with 64-bit integers from a cached
+ * power of ten, inside the rounding interval of the double shrunk by one unit on
+ * each side, so the text always reads back to the same double (it is the shortest
+ * such text almost always, and never longer than 17 digits).  The digits are laid
+ * out as Python's repr lays them out. */
+#include "numtables.h"
 #include "srv.h"
 
 #include <errno.h>
@@ -21,6 +29,54 @@ static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1
 static int is_digit(char c)
 {
     return c >= '0' && c <= '9';
+}
+
+/* Eisel-Lemire: w * 10^q correctly rounded, w != 0 with at most 19 digits.
+ * Returns 1 with *out set (infinite when it overflows), or 0 when this case must
+ * go to strtod (subnormal results, undecidable products). */
+static int eisel_lemire(uint64_t w, long q, double *out)
+{
+    if (q < SRV_POW5_MIN) { /* below half the smallest subnormal */
+        *out = 0.0;
+        return 1;
+    }
+    if (q > SRV_POW5_MAX) {
+        *out = HUGE_VAL;
+        return 1;
+    }
+    int lz = __builtin_clzll(w);
+    w <<= lz;
+    const uint64_t *t = srv_pow5_128[q - SRV_POW5_MIN];
+    unsigned __int128 prod = (unsigned __int128)w * t[0];
+    uint64_t hi = (uint64_t)(prod >> 64), lo = (uint64_t)prod;
+    if ((hi & 0x1FF) == 0x1FF) { /* the truncated table might matter: use its low half */
+        uint64_t more = (uint64_t)(((unsigned __int128)w * t[1]) >> 64);
+        lo += more;
+        if (lo < more) hi++;
+        if (lo == UINT64_MAX && (q < -27 || q > 55)) return 0;
+    }
+    int upper = (int)(hi >> 63), shift = upper + 9;
+    uint64_t m = hi >> shift;
+    /* floor(q * log2(10)) + 63, in fixed point; the shift of a negative value is
+     * arithmetic with every compiler lossd supports (gcc, clang). */
+    long p2 = ((217706L * q) >> 16) + 63 + upper - lz + 1023;
+    if (p2 <= 0) return 0; /* subnormal: strtod */
+    if (lo <= 1 && q >= -4 && q <= 23 && (m & 3) == 1 && (m << shift) == hi)
+        m &= ~(uint64_t)1; /* exactly halfway: round to even */
+    m += m & 1;
+    m >>= 1;
+    if (m >= ((uint64_t)2 << 52)) {
+        m = (uint64_t)1 << 52;
+        p2++;
+    }
+    m &= ~((uint64_t)1 << 52);
+    if (p2 >= 0x7FF) {
+        *out = HUGE_VAL;
+        return 1;
+    }
+    uint64_t bits = m | ((uint64_t)p2 << 52);
+    memcpy(out, &bits, sizeof bits);
+    return 1;
 }
 
 const char *srv_parse_number(const char *s, const char *end, double *out, int *overflow)
@@ -88,6 +144,12 @@ const char *srv_parse_number(const char *s, const char *end, double *out, int *o
         *out = neg ? -0.0 : 0.0;
         return p;
     }
+    double v;
+    if (exact && eisel_lemire(mant, e, &v)) {
+        *overflow = isinf(v);
+        *out = neg ? -v : v;
+        return p;
+    }
     /* strtod reads exactly [s, p): a valid JSON number can only be extended by
      * "x" after a lone 0, which the fast path handled above; copy anyway so that
      * nothing depends on what follows. */
@@ -97,25 +159,158 @@ const char *srv_parse_number(const char *s, const char *end, double *out, int *o
     memcpy(buf, s, n);
     buf[n] = '\0';
     errno = 0;
-    double v = strtod(buf, NULL);
+    v = strtod(buf, NULL);
     if (errno == ERANGE && isinf(v)) *overflow = 1;
     if (buf != local) free(buf);
     *out = v;
     return p;
 }
 
-/* The shortest digits of v (no trailing zeros) and the decimal exponent x of the
- * first digit: |v| = d.ddd x 10^x.  The nearest p-digit decimal round-trips
- * whenever any p-digit decimal does, so trying p = lo..hi and stripping zeros
- * finds the shortest (shorter ones show up padded with zeros at p = lo). */
-static int shortest_digits(double v, int is_float, char *digits, int *x)
+/* ---- Grisu2 ---- */
+
+typedef struct diyfp {
+    uint64_t f;
+    int e;
+} diyfp;
+
+static diyfp diy_mul(diyfp a, diyfp b)
+{
+    unsigned __int128 p = (unsigned __int128)a.f * b.f;
+    uint64_t h = (uint64_t)(p >> 64), l = (uint64_t)p;
+    h += l >> 63; /* round */
+    return (diyfp){h, a.e + b.e + 64};
+}
+
+static diyfp diy_normalize(diyfp x)
+{
+    int s = __builtin_clzll(x.f);
+    return (diyfp){x.f << s, x.e - s};
+}
+
+static const uint32_t pow10_32[] = {1,      10,      100,      1000,      10000,
+                                    100000, 1000000, 10000000, 100000000, 1000000000};
+static const uint64_t pow10_64[] = {1ULL,
+                                    10ULL,
+                                    100ULL,
+                                    1000ULL,
+                                    10000ULL,
+                                    100000ULL,
+                                    1000000ULL,
+                                    10000000ULL,
+                                    100000000ULL,
+                                    1000000000ULL,
+                                    10000000000ULL,
+                                    100000000000ULL,
+                                    1000000000000ULL,
+                                    10000000000000ULL,
+                                    100000000000000ULL,
+                                    1000000000000000ULL,
+                                    10000000000000000ULL,
+                                    100000000000000000ULL,
+                                    1000000000000000000ULL,
+                                    10000000000000000000ULL};
+
+static int count_digits32(uint32_t n)
+{
+    int k = 1;
+    while (k < 10 && n >= pow10_32[k]) k++;
+    return k;
+}
+
+/* Moves the last digit towards w while the result stays inside the interval and
+ * gets closer to w (Grisu2's rounding). */
+static void grisu_round(char *buf, int len, uint64_t delta, uint64_t rest, uint64_t ten_kappa,
+                        uint64_t wp_w)
+{
+    while (rest < wp_w && delta - rest >= ten_kappa &&
+           (rest + ten_kappa < wp_w || wp_w - rest > rest + ten_kappa - wp_w)) {
+        buf[len - 1]--;
+        rest += ten_kappa;
+    }
+}
+
+/* Digits of the number in [mp - delta, mp] closest to w; *k gets the decimal
+ * exponent of the last digit. */
+static int digit_gen(diyfp w, diyfp mp, uint64_t delta, char *buf, int *k)
+{
+    const diyfp one = {(uint64_t)1 << -mp.e, mp.e};
+    const uint64_t wp_w = mp.f - w.f;
+    uint32_t p1 = (uint32_t)(mp.f >> -one.e);
+    uint64_t p2 = mp.f & (one.f - 1);
+    int kappa = count_digits32(p1), len = 0;
+    while (kappa > 0) {
+        uint32_t div = pow10_32[kappa - 1], d = p1 / div;
+        p1 %= div;
+        if (d || len) buf[len++] = (char)('0' + d);
+        kappa--;
+        uint64_t tmp = ((uint64_t)p1 << -one.e) + p2;
+        if (tmp <= delta) {
+            *k += kappa;
+            grisu_round(buf, len, delta, tmp, (uint64_t)pow10_32[kappa] << -one.e, wp_w);
+            return len;
+        }
+    }
+    for (;;) {
+        p2 *= 10;
+        delta *= 10;
+        char d = (char)(p2 >> -one.e);
+        if (d || len) buf[len++] = (char)('0' + d);
+        p2 &= one.f - 1;
+        kappa--;
+        if (p2 < delta) {
+            *k += kappa;
+            int index = -kappa;
+            grisu_round(buf, len, delta, p2, one.f, index < 20 ? wp_w * pow10_64[index] : 0);
+            return len;
+        }
+    }
+}
+
+/* The digits of v > 0 (finite) and the decimal exponent x of the first one. */
+static int grisu2(double v, char *digits, int *x)
+{
+    uint64_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    int be = (int)((bits >> 52) & 0x7FF);
+    uint64_t sig = bits & (((uint64_t)1 << 52) - 1);
+    diyfp d = be ? (diyfp){sig | ((uint64_t)1 << 52), be - 1075} : (diyfp){sig, -1074};
+    /* The boundaries m- and m+ of the rounding interval, on m+'s exponent. */
+    diyfp pl = diy_normalize((diyfp){(d.f << 1) + 1, d.e - 1});
+    diyfp mi = d.f == ((uint64_t)1 << 52) ? (diyfp){(d.f << 2) - 1, d.e - 2}
+                                          : (diyfp){(d.f << 1) - 1, d.e - 1};
+    mi.f <<= mi.e - pl.e;
+    mi.e = pl.e;
+    /* A cached 10^-K that brings m+ * 10^-K's exponent into [-60, -32]. */
+    double dk = (-61 - pl.e) * 0.30102999566398114 + 347;
+    int kk = (int)dk;
+    if (dk - kk > 0.0) kk++;
+    unsigned index = (unsigned)((kk >> 3) + 1);
+    const srv_cached_power *c = &srv_cached_pow10[index];
+    int K = -(SRV_CACHED_FIRST + (int)index * SRV_CACHED_STEP);
+    diyfp cmk = {c->f, c->e};
+    diyfp w = diy_mul(diy_normalize(d), cmk);
+    diyfp wp = diy_mul(pl, cmk), wm = diy_mul(mi, cmk);
+    wm.f++;
+    wp.f--;
+    int k = K, n = digit_gen(w, wp, wp.f - wm.f, digits, &k);
+    while (n > 1 && digits[n - 1] == '0') { /* 1200 -> 12 x 10^2 */
+        n--;
+        k++;
+    }
+    digits[n] = '\0';
+    *x = k + n - 1;
+    return n;
+}
+
+/* The shortest digits by trial (for float32): the nearest p-digit decimal
+ * round-trips whenever any p-digit decimal does, so trying p = 6..9 and stripping
+ * zeros finds the shortest. */
+static int float_digits(float v, char *digits, int *x)
 {
     char tmp[40];
-    int lo = is_float ? 6 : 15, hi = is_float ? 9 : 17;
-    for (int p = lo; p <= hi; p++) {
-        snprintf(tmp, sizeof tmp, "%.*e", p - 1, v);
-        if (p == hi) break;
-        if (is_float ? strtof(tmp, NULL) == (float)v : strtod(tmp, NULL) == v) break;
+    for (int p = 6; p <= 9; p++) {
+        snprintf(tmp, sizeof tmp, "%.*e", p - 1, (double)v);
+        if (p == 9 || strtof(tmp, NULL) == v) break;
     }
     const char *t = tmp[0] == '-' ? tmp + 1 : tmp;
     int n = 0;
@@ -163,18 +358,18 @@ static size_t layout(char *buf, int neg, const char *digits, int n, int x)
 
 size_t srv_fmt_double(char *buf, double v)
 {
-    char digits[24];
+    char digits[32];
     int x = 0;
     if (v == 0) return layout(buf, signbit(v) != 0, "0", 1, 0);
-    int n = shortest_digits(v, 0, digits, &x);
+    int n = grisu2(fabs(v), digits, &x);
     return layout(buf, v < 0, digits, n, x);
 }
 
 size_t srv_fmt_float(char *buf, float v)
 {
-    char digits[24];
+    char digits[32];
     int x = 0;
     if (v == 0) return layout(buf, signbit(v) != 0, "0", 1, 0);
-    int n = shortest_digits((double)v, 1, digits, &x);
+    int n = float_digits(fabsf(v), digits, &x);
     return layout(buf, v < 0, digits, n, x);
 }

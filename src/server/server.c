@@ -64,6 +64,8 @@ typedef struct server {
     MHD_socket listen_fd;
     unsigned long inflight; /* admitted requests not yet answered */
     unsigned long running;  /* suspended requests with work on the pool */
+    struct request *pending; /* small requests to hand to the pool after MHD_run */
+    size_t n_pending;
     srv_metrics metrics;
     char *catalog;
     size_t catalog_len;
@@ -92,7 +94,20 @@ typedef struct request {
     uv_work_t *chunks;
     size_t n_chunks, pending;
     uint64_t t_compute0;
+    struct request *next; /* in server.pending */
 } request;
+
+/* Small requests go to the pool in batches: one uv_queue_work (one wake-up of a
+ * pool thread, one completion) for every request that MHD_run made ready, spread
+ * over at most --threads items. */
+typedef struct batch {
+    uv_work_t work;
+    size_t n;
+    request *reqs[];
+} batch;
+
+/* Bodies up to this size are batched; larger ones get a work item of their own. */
+#define BATCH_MAX_BODY (256 * 1024)
 
 /* ---- request ids ---- */
 
@@ -296,7 +311,6 @@ static void resume(request *r)
     srv_metrics_stage(&s->metrics, SRV_STAGE_COMPUTE, (double)r->job.t_compute / 1e9);
     srv_metrics_stage(&s->metrics, SRV_STAGE_ENCODE, (double)r->job.t_encode / 1e9);
     MHD_resume_connection(r->conn); /* the last touch of r until MHD calls back */
-    mhd_kick(s);
 }
 
 static void work_finish(uv_work_t *w)
@@ -306,8 +320,11 @@ static void work_finish(uv_work_t *w)
 
 static void after_finish(uv_work_t *w, int status)
 {
+    request *r = w->data;
+    server *s = r->s;
     (void)status;
-    resume(w->data);
+    resume(r);
+    mhd_kick(s);
 }
 
 static void work_chunk(uv_work_t *w)
@@ -329,9 +346,9 @@ static void after_chunk(uv_work_t *w, int status)
     uv_queue_work(&r->s->loop, &r->work, work_finish, after_finish);
 }
 
-static void work_main(uv_work_t *w)
+/* Decode, and for a small job compute and encode too. */
+static void run_main(request *r)
 {
-    request *r = w->data;
     srv_job *j = &r->job;
     if (srv_job_decode(j) == 0 && (j->n_elements >= SPLIT_ELEMENTS && j->n_units > 1)) return;
     if (!j->failed) {
@@ -343,32 +360,85 @@ static void work_main(uv_work_t *w)
     r->finished = 1;
 }
 
-static void after_main(uv_work_t *w, int status)
+/* Back on the loop: resume a finished job, or spread a large batch's blocks over
+ * the pool, one chunk per thread. */
+static void main_done(request *r)
 {
-    request *r = w->data;
-    (void)status;
     if (r->finished) {
         resume(r);
         return;
     }
-    /* A large batch: one chunk of blocks per pool thread. */
     size_t n = r->s->cfg->threads;
     if (n > r->job.n_units) n = r->job.n_units;
     r->chunks = calloc(n, sizeof *r->chunks);
-    if (!r->chunks) n = 1;
-    r->n_chunks = r->pending = n;
     r->t_compute0 = srv_now_ns();
-    if (!r->chunks) { /* out of memory for the split: compute in the finish item */
+    if (!r->chunks) { /* no memory for the split: compute in the finish item */
         r->pending = 0;
-        r->job.t_compute = 0;
         srv_job_compute(&r->job, 0, r->job.n_units);
         r->work.data = r;
         uv_queue_work(&r->s->loop, &r->work, work_finish, after_finish);
         return;
     }
+    r->n_chunks = r->pending = n;
     for (size_t k = 0; k < n; k++) {
         r->chunks[k].data = r;
         uv_queue_work(&r->s->loop, &r->chunks[k], work_chunk, after_chunk);
+    }
+}
+
+static void work_main(uv_work_t *w)
+{
+    run_main(w->data);
+}
+
+static void after_main(uv_work_t *w, int status)
+{
+    request *r = w->data;
+    server *s = r->s;
+    (void)status;
+    main_done(r);
+    mhd_kick(s);
+}
+
+static void work_batch(uv_work_t *w)
+{
+    batch *b = w->data;
+    for (size_t i = 0; i < b->n; i++) run_main(b->reqs[i]);
+}
+
+static void after_batch(uv_work_t *w, int status)
+{
+    batch *b = w->data;
+    server *s = b->reqs[0]->s;
+    (void)status;
+    for (size_t i = 0; i < b->n; i++) main_done(b->reqs[i]);
+    free(b);
+    mhd_kick(s);
+}
+
+/* Hands the pending small requests to the pool. */
+static void flush_pending(server *s)
+{
+    while (s->n_pending) {
+        size_t n_items = s->cfg->threads < s->n_pending ? s->cfg->threads : s->n_pending;
+        size_t per = (s->n_pending + n_items - 1) / n_items;
+        batch *b = malloc(sizeof *b + per * sizeof b->reqs[0]);
+        if (!b) { /* one by one, then */
+            request *r = s->pending;
+            s->pending = r->next;
+            s->n_pending--;
+            r->work.data = r;
+            uv_queue_work(&s->loop, &r->work, work_main, after_main);
+            continue;
+        }
+        b->n = 0;
+        while (b->n < per && s->pending) {
+            b->reqs[b->n++] = s->pending;
+            s->pending = s->pending->next;
+            s->n_pending--;
+        }
+        b->work.data = b;
+        uv_queue_work(&s->loop, &b->work, work_batch, after_batch);
     }
 }
 
@@ -386,6 +456,12 @@ static int submit(request *r)
     r->running = 1;
     s->running++;
     MHD_suspend_connection(r->conn);
+    if (len <= BATCH_MAX_BODY) { /* queued after this MHD_run, with its neighbours */
+        r->next = s->pending;
+        s->pending = r;
+        s->n_pending++;
+        return 0;
+    }
     r->work.data = r;
     uv_queue_work(&s->loop, &r->work, work_main, after_main);
     return 0;
@@ -564,6 +640,7 @@ static void mhd_kick(server *s)
 {
     if (!s->mhd) return;
     MHD_run(s->mhd);
+    flush_pending(s);
     MHD_UNSIGNED_LONG_LONG to;
     if (MHD_get_timeout(s->mhd, &to) == MHD_YES)
         uv_timer_start(&s->timer, on_timer, (uint64_t)to, 0);
@@ -673,7 +750,7 @@ int srv_server_run(srv_config *cfg)
         fprintf(stderr, "lossd: this libmicrohttpd has no TLS support\n");
         return 2;
     }
-    unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+    unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO |
                          (v6 ? MHD_USE_IPv6 : 0) | (cfg->tls_cert ? MHD_USE_TLS : 0);
     struct MHD_OptionItem opts[] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, NULL},
