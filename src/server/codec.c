@@ -764,21 +764,23 @@ static int decode_objective(srv_job *j, const json_t *root)
 
 int srv_codec_decode(srv_job *j)
 {
-    j->scan.max_values = j->max_elements;
-    if (srv_scan_body(j->body, j->len, &j->scan, &j->err)) {
+    if (srv_scan_finish(&j->scan, &j->err)) {
         j->failed = 1;
         return -1;
     }
     json_error_t je;
     /* JSON_ALLOW_NUL: only the scanner's placeholders can hold a NUL, since it
      * rejected "\u0000" in the body's strings. */
-    json_t *root = json_loadb(j->body, j->len,
+    json_t *root = json_loadb(j->scan.text, j->scan.text_len,
                               JSON_DECODE_INT_AS_REAL | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
                               &je);
-    if (!root)
+    if (!root) {
+        int line, column;
+        size_t at = srv_scan_original_offset(&j->scan, (size_t)je.position, &line, &column);
         return fail(j, 400, "malformed_json", "",
-                    "the body is not valid JSON: %s (line %d, column %d, byte %d)", je.text,
-                    je.line, je.column, je.position);
+                    "the body is not valid JSON: %s (line %d, column %d, byte %zu)", je.text,
+                    line, column, at);
+    }
     j->root = root;
     if (!json_is_object(root))
         return fail(j, 400, "invalid_request", "",

@@ -24,11 +24,26 @@ void srv_job_init(srv_job *j, srv_endpoint ep, char *body, size_t len, size_t ma
     j->status = 200;
 }
 
+int srv_job_scan(srv_job *j)
+{
+    uint64_t t0 = srv_now_ns();
+    j->scan.max_values = j->max_elements;
+    int rc = srv_scan_body(j->body, j->len, &j->scan, &j->err);
+    if (rc) j->failed = 1;
+    j->t_parse += srv_now_ns() - t0;
+    return rc;
+}
+
+void srv_job_parse(srv_job *j, size_t c0, size_t c1)
+{
+    srv_scan_parse(&j->scan, c0, c1);
+}
+
 int srv_job_decode(srv_job *j)
 {
     uint64_t t0 = srv_now_ns();
-    int rc = srv_codec_decode(j);
-    j->t_parse = srv_now_ns() - t0;
+    int rc = j->failed ? -1 : srv_codec_decode(j);
+    j->t_parse += srv_now_ns() - t0;
     return rc;
 }
 
@@ -143,6 +158,11 @@ void srv_job_finish(srv_job *j)
 
 void srv_job_run(srv_job *j)
 {
+    if (srv_job_scan(j) == 0) {
+        uint64_t t0 = srv_now_ns();
+        srv_job_parse(j, 0, j->scan.n_chunks);
+        j->t_parse += srv_now_ns() - t0;
+    }
     if (srv_job_decode(j) == 0) {
         uint64_t t0 = srv_now_ns();
         srv_job_compute(j, 0, j->n_units);

@@ -2,34 +2,40 @@
  *
  * jansson builds one json_t per number (about 40 bytes and a malloc each), which
  * makes it the bottleneck for large batches.  Before jansson sees a request body,
- * this scanner walks it once, and every array that holds only numbers (nested
- * and rectangular) and is long enough is parsed here into a double array and
- * replaced, in place, by a short string "\u0000<k>" padded with blanks.  jansson
- * then parses a small document; the codec turns those strings back into the
+ * this scanner walks it once and lifts out every array that holds only numbers
+ * (nested and rectangular): such an array is checked for its structure and shape
+ * here, its numbers are parsed into one double array, and the document jansson
+ * parses is a compacted copy of the body in which each lifted array is replaced
+ * by a short string "\u0000<k>".  The codec turns those strings back into the
  * lifted arrays.  A real string can never look like a placeholder: the scanner
  * rejects "\u0000" in strings, as jansson does by default.
  *
- * The scanner also tracks where it is (object keys and array indices), so that
- * a NaN or Infinity token or a number beyond the double range is reported as a
- * 422 with its JSON Pointer instead of a bare syntax error.  Anything else that
- * is malformed is left to jansson, whose messages give line and column. */
+ * Large arrays are only structured here; their numbers are parsed afterwards in
+ * chunks (srv_scan_parse), which the server spreads over the pool.
+ *
+ * The scanner also tracks where it is (object keys and array indices), so that a
+ * NaN or Infinity token or a number beyond the double range is reported as a 422
+ * with its JSON Pointer instead of a bare syntax error.  Anything else that is
+ * malformed is left to jansson, whose messages give line and column (mapped back
+ * to the original body). */
 #include "srv.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define PLACEHOLDER_MAX 24
+/* Arrays with more numbers are parsed in chunks of about this many. */
+#define CHUNK_NUMBERS 65536
 
 typedef struct frame {
-    char type;        /* '{' or '[' */
-    size_t index;     /* arrays: index of the current element */
-    const char *key;  /* objects: the current key, raw (escapes not decoded) */
+    char type;       /* '{' or '[' */
+    size_t index;    /* arrays: index of the current element */
+    const char *key; /* objects: the current key, raw (escapes not decoded) */
     size_t key_len;
 } frame;
 
 typedef struct scanner {
-    char *p, *end;
+    const char *body, *p, *end;
     frame stack[SRV_MAX_DEPTH + 1];
     int depth;
     srv_scan *scan;
@@ -43,6 +49,11 @@ static int is_ws(char c)
 static void skip_ws(scanner *s)
 {
     while (s->p < s->end && is_ws(*s->p)) s->p++;
+}
+/* Characters a JSON number can be made of. */
+static int is_numch(char c)
+{
+    return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
 }
 
 /* Decodes the escapes of a raw key well enough for a pointer (\uXXXX to UTF-8;
@@ -111,63 +122,69 @@ static void current_path(const scanner *s, char *ptr, size_t cap)
     }
 }
 
+static void set_nonfinite(srv_error *err, const char *ptr, int overflow)
+{
+    const char *where = ptr[0] ? ptr : "the top-level value";
+    if (overflow)
+        srv_error_set(err, 422, "non_finite_value", ptr,
+                      "%s: the number does not fit a double (it would be infinite)", where);
+    else
+        srv_error_set(err, 422, "non_finite_value", ptr,
+                      "%s: NaN and Infinity are not numbers in JSON; send finite values", where);
+}
+
 static int nonfinite(scanner *s, int overflow)
 {
     char ptr[256];
     current_path(s, ptr, sizeof ptr);
-    const char *where = ptr[0] ? ptr : "the top-level value";
-    if (overflow)
-        srv_error_set(s->err, 422, "non_finite_value", ptr,
-                      "%s: the number does not fit a double (it would be infinite)", where);
-    else
-        srv_error_set(s->err, 422, "non_finite_value", ptr,
-                      "%s: NaN and Infinity are not numbers in JSON; send finite values", where);
+    set_nonfinite(s->err, ptr, overflow);
     return -1;
 }
 
-static int push_value(srv_scan *sc, double v)
+static int grow(void **p, size_t *cap, size_t need, size_t size)
 {
-    if (sc->n_values == sc->cap_values) {
-        size_t cap = sc->cap_values ? sc->cap_values * 2 : 1024;
-        double *nv = realloc(sc->values, cap * sizeof *nv);
-        if (!nv) return -1;
-        sc->values = nv;
-        sc->cap_values = cap;
-    }
-    sc->values[sc->n_values++] = v;
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 16;
+    while (c < need) c *= 2;
+    void *q = realloc(*p, c * size);
+    if (!q) return -1;
+    *p = q;
+    *cap = c;
     return 0;
 }
 
-/* Parses the numeric array at s->p ('[').  On success fills *out, leaves s->p
- * after the array and returns 1; returns 0 (and restores the value count) when
- * the array is not a rectangular all-number array of rank <= LOSS_MAX_RANK. */
-static int try_lift(scanner *s, srv_lifted *out)
+/* Pass 1 over the array at s->p ('['): its structure, shape and number count,
+ * without parsing a number; chunk boundaries are recorded every CHUNK_NUMBERS
+ * numbers (into *chunk_pos, *chunk_idx when not NULL).  Returns 1 and leaves
+ * *end after the array, or 0 when the array is not a rectangular all-number
+ * array of rank <= LOSS_MAX_RANK. */
+static int structure(const char *start, const char *end, srv_lifted *out, const char **after,
+                     size_t *cuts, size_t max_cuts, size_t *n_cuts)
 {
-    srv_scan *sc = s->scan;
-    size_t start_values = sc->n_values;
     size_t dims[LOSS_MAX_RANK], count[LOSS_MAX_RANK];
     int known[LOSS_MAX_RANK] = {0};
     int rank = -1, d = 0, need = 0; /* need: an element must follow (after ',') */
-    const char *p = s->p + 1, *end = s->end;
+    size_t total = 0;
+    const char *p = start + 1;
     count[0] = 0;
     for (;;) {
         while (p < end && is_ws(*p)) p++;
-        if (p >= end) goto fail;
+        if (p >= end) return 0;
         char c = *p;
         if (c == ']') {
-            if (need) goto fail;
+            if (need) return 0;
             if (count[d] == 0) {
                 if (rank < 0) rank = d + 1;
-                if (rank != d + 1) goto fail;
+                if (rank != d + 1) return 0;
             }
-            if (known[d] ? count[d] != dims[d] : 0) goto fail;
+            if (known[d] && count[d] != dims[d]) return 0;
             dims[d] = count[d];
             known[d] = 1;
             p++;
             if (--d < 0) break;
             count[d]++;
         } else if (c == '[') {
-            if (d + 1 >= LOSS_MAX_RANK || (rank >= 0 && d + 1 >= rank)) goto fail;
+            if (d + 1 >= LOSS_MAX_RANK || (rank >= 0 && d + 1 >= rank)) return 0;
             d++;
             count[d] = 0;
             p++;
@@ -175,16 +192,13 @@ static int try_lift(scanner *s, srv_lifted *out)
             continue;
         } else if (c == '-' || (c >= '0' && c <= '9')) {
             if (rank < 0) rank = d + 1;
-            if (rank != d + 1) goto fail;
-            double v;
-            int overflow;
-            const char *q = srv_parse_number(p, end, &v, &overflow);
-            if (!q || overflow) goto fail;
-            if (push_value(sc, v)) goto fail;
+            if (rank != d + 1) return 0;
+            if (total % CHUNK_NUMBERS == 0 && *n_cuts < max_cuts) cuts[(*n_cuts)++] = (size_t)(p - start);
+            while (p < end && is_numch(*p)) p++;
             count[d]++;
-            p = q;
+            total++;
         } else {
-            goto fail;
+            return 0;
         }
         /* after an element */
         while (p < end && is_ws(*p)) p++;
@@ -194,60 +208,96 @@ static int try_lift(scanner *s, srv_lifted *out)
         } else if (p < end && *p == ']') {
             need = 0;
         } else {
-            goto fail;
+            return 0;
         }
     }
-    if (rank < 1) goto fail;
-    out->offset = start_values;
-    out->count = sc->n_values - start_values;
+    if (rank < 1) return 0;
+    out->count = total;
     out->rank = (size_t)rank;
     for (int k = 0; k < rank; k++) out->shape[k] = dims[k];
-    s->p = (char *)p;
+    *after = p;
     return 1;
-fail:
-    sc->n_values = start_values;
+}
+
+/* Pass 2: parses count numbers from text [p, end) (brackets, commas and blanks
+ * between them) into dst.  Returns 0, or the 1-based index of the first bad
+ * number with *overflow saying whether it was out of range (else malformed). */
+static size_t parse_numbers(const char *p, const char *end, double *dst, size_t count,
+                            int *overflow)
+{
+    for (size_t i = 0; i < count; i++) {
+        while (p < end && !(*p == '-' || (*p >= '0' && *p <= '9'))) p++;
+        const char *tok = p;
+        while (p < end && is_numch(*p)) p++;
+        int of = 0;
+        const char *q = srv_parse_number(tok, p, &dst[i], &of);
+        if (q != p || of) {
+            *overflow = q == p && of;
+            return i + 1;
+        }
+    }
     return 0;
 }
 
-/* Replaces [from, to) by the placeholder of array k; returns 0 when it does not
- * fit (then the text is left alone). */
-static int write_placeholder(char *from, char *to, size_t k)
-{
-    char ph[PLACEHOLDER_MAX];
-    int n = snprintf(ph, sizeof ph, "\"\\u0000%zu\"", k);
-    if (n < 0 || (size_t)n > (size_t)(to - from)) return 0;
-    memcpy(from, ph, (size_t)n);
-    memset(from + n, ' ', (size_t)(to - from) - (size_t)n);
-    return 1;
-}
+static int lift_structured(scanner *s, srv_lifted *ap, const char *after, const size_t *cuts,
+                           size_t n_cuts);
 
 static int lift_array(scanner *s)
 {
+    srv_lifted a = {0};
+    const char *after;
+    /* Chunk boundaries: the text offset of every CHUNK_NUMBERS-th number; enough
+     * room for any array the body can hold (two bytes per number at least). */
+    size_t max_cuts = (size_t)(s->end - s->p) / (2 * CHUNK_NUMBERS) + 2, n_cuts = 0;
+    size_t local[64], *cuts = max_cuts <= 64 ? local : malloc(max_cuts * sizeof *cuts);
+    if (!cuts) {
+        srv_error_set(s->err, 500, "internal_error", "", "out of memory");
+        return -1;
+    }
+    int ok = structure(s->p, s->end, &a, &after, cuts, max_cuts, &n_cuts);
+    int rc = ok ? lift_structured(s, &a, after, cuts, n_cuts) : 0;
+    if (cuts != local) free(cuts);
+    return rc;
+}
+
+static int lift_structured(scanner *s, srv_lifted *ap, const char *after, const size_t *cuts,
+                           size_t n_cuts)
+{
     srv_scan *sc = s->scan;
-    char *start = s->p;
-    srv_lifted a;
-    if (!try_lift(s, &a)) return 0;
-    if (sc->max_values && sc->n_values > sc->max_values) {
+    srv_lifted a = *ap;
+    if (sc->max_values && sc->n_values + a.count > sc->max_values) {
         srv_error_set(s->err, 413, "too_many_elements", "",
                       "the request has more than %zu numbers (--max-elements)", sc->max_values);
         return -1;
     }
-    if (sc->n_arrays == sc->cap_arrays) {
-        size_t cap = sc->cap_arrays ? sc->cap_arrays * 2 : 16;
-        srv_lifted *na = realloc(sc->arrays, cap * sizeof *na);
-        if (!na) {
+    if (grow((void **)&sc->values, &sc->cap_values, sc->n_values + a.count, sizeof(double)) ||
+        grow((void **)&sc->arrays, &sc->cap_arrays, sc->n_arrays + 1, sizeof *sc->arrays)) {
+        srv_error_set(s->err, 500, "internal_error", "", "out of memory");
+        return -1;
+    }
+    a.offset = sc->n_values;
+    a.text_start = (size_t)(s->p - s->body);
+    a.text_end = (size_t)(after - s->body);
+    if (a.count > CHUNK_NUMBERS) {
+        /* Later, in parallel; keep the pointer for its error messages. */
+        current_path(s, a.path, sizeof a.path);
+        sc->arrays[sc->n_arrays] = a;
+        if (grow((void **)&sc->chunks, &sc->cap_chunks, sc->n_chunks + n_cuts, sizeof *sc->chunks)) {
             srv_error_set(s->err, 500, "internal_error", "", "out of memory");
             return -1;
         }
-        sc->arrays = na;
-        sc->cap_arrays = cap;
+        for (size_t c = 0; c < n_cuts; c++)
+            sc->chunks[sc->n_chunks++] = (srv_numchunk){sc->n_arrays, a.text_start + cuts[c], 0,
+                                                        c * CHUNK_NUMBERS, 0, 0, 0};
+    } else {
+        int overflow = 0;
+        if (parse_numbers(s->p, after, sc->values + a.offset, a.count, &overflow))
+            return 0; /* the generic walk reports the bad number with its pointer */
+        sc->arrays[sc->n_arrays] = a;
     }
-    if (!write_placeholder(start, s->p, sc->n_arrays)) {
-        /* Too short to hold a placeholder: jansson will parse it (cheaply). */
-        sc->n_values = a.offset;
-        return 1;
-    }
-    sc->arrays[sc->n_arrays++] = a;
+    sc->n_arrays++;
+    sc->n_values += a.count;
+    s->p = after;
     return 1;
 }
 
@@ -258,15 +308,15 @@ static int skip_string(scanner *s)
     const char *p = s->p + 1, *end = s->end;
     while (p < end) {
         const char *q = memchr(p, '"', (size_t)(end - p));
-        const char *b = memchr(p, '\\', (size_t)(end - p));
         if (!q) return 1;
-        if (!b || b > q) {
-            s->p = (char *)q + 1;
+        const char *b = memchr(p, '\\', (size_t)(q - p));
+        if (!b) {
+            s->p = q + 1;
             return 0;
         }
         if (b + 1 >= end) return 1;
         if (b[1] == 'u' && end - b >= 6 && memcmp(b + 2, "0000", 4) == 0) {
-            s->p = (char *)b;
+            s->p = b;
             char ptr[256];
             current_path(s, ptr, sizeof ptr);
             srv_error_set(s->err, 400, "malformed_json", ptr,
@@ -287,36 +337,33 @@ static int literal(scanner *s, const char *word)
     return 1;
 }
 
-int srv_scan_body(char *body, size_t len, srv_scan *scan, srv_error *err)
+/* Walks the document; returns 0 when done or when jansson must judge the rest. */
+static int walk(scanner *s)
 {
-    scanner s = {0};
-    s.p = body;
-    s.end = body + len;
-    s.scan = scan;
-    s.err = err;
     enum { VALUE, AFTER, KEY } state = VALUE;
+    srv_error *err = s->err;
     for (;;) {
-        skip_ws(&s);
-        if (s.p >= s.end) return 0; /* truncated or empty: jansson reports it */
-        char c = *s.p;
+        skip_ws(s);
+        if (s->p >= s->end) return 0; /* truncated or empty: jansson reports it */
+        char c = *s->p;
         if (state == KEY) {
             if (c != '"') return 0;
-            const char *k = s.p + 1;
-            int rc = skip_string(&s);
+            const char *k = s->p + 1;
+            int rc = skip_string(s);
             if (rc) return rc < 0 ? -1 : 0;
-            s.stack[s.depth].key = k;
-            s.stack[s.depth].key_len = (size_t)(s.p - 1 - k);
-            skip_ws(&s);
-            if (s.p >= s.end || *s.p != ':') return 0;
-            s.p++;
+            s->stack[s->depth].key = k;
+            s->stack[s->depth].key_len = (size_t)(s->p - 1 - k);
+            skip_ws(s);
+            if (s->p >= s->end || *s->p != ':') return 0;
+            s->p++;
             state = VALUE;
             continue;
         }
         if (state == AFTER) {
-            if (s.depth == 0) return 0; /* trailing content is jansson's to judge */
-            frame *f = &s.stack[s.depth];
+            if (s->depth == 0) return 0; /* trailing content is jansson's to judge */
+            frame *f = &s->stack[s->depth];
             if (c == ',') {
-                s.p++;
+                s->p++;
                 if (f->type == '[') {
                     f->index++;
                     state = VALUE;
@@ -324,8 +371,8 @@ int srv_scan_body(char *body, size_t len, srv_scan *scan, srv_error *err)
                     state = KEY;
                 }
             } else if (c == (f->type == '[' ? ']' : '}')) {
-                s.p++;
-                s.depth--;
+                s->p++;
+                s->depth--;
             } else {
                 return 0;
             }
@@ -335,28 +382,28 @@ int srv_scan_body(char *body, size_t len, srv_scan *scan, srv_error *err)
         if (c == '{' || c == '[') {
             /* Lift arrays that are object values (or the document): an array
              * inside an array that failed to lift is part of that failure. */
-            if (c == '[' && s.stack[s.depth].type != '[') {
-                int rc = lift_array(&s);
+            if (c == '[' && s->stack[s->depth].type != '[') {
+                int rc = lift_array(s);
                 if (rc < 0) return -1;
                 if (rc > 0) {
                     state = AFTER;
                     continue;
                 }
             }
-            if (s.depth == SRV_MAX_DEPTH) {
+            if (s->depth == SRV_MAX_DEPTH) {
                 char ptr[256];
-                current_path(&s, ptr, sizeof ptr);
+                current_path(s, ptr, sizeof ptr);
                 srv_error_set(err, 400, "nesting_too_deep", ptr,
                               "the JSON nests deeper than %d levels", SRV_MAX_DEPTH);
                 return -1;
             }
-            s.depth++;
-            s.stack[s.depth] = (frame){c, 0, "", 0};
-            s.p++;
-            skip_ws(&s);
-            if (s.p < s.end && *s.p == (c == '[' ? ']' : '}')) {
-                s.p++;
-                s.depth--;
+            s->depth++;
+            s->stack[s->depth] = (frame){c, 0, "", 0};
+            s->p++;
+            skip_ws(s);
+            if (s->p < s->end && *s->p == (c == '[' ? ']' : '}')) {
+                s->p++;
+                s->depth--;
                 state = AFTER;
             } else {
                 state = c == '[' ? VALUE : KEY;
@@ -364,7 +411,7 @@ int srv_scan_body(char *body, size_t len, srv_scan *scan, srv_error *err)
             continue;
         }
         if (c == '"') {
-            int rc = skip_string(&s);
+            int rc = skip_string(s);
             if (rc) return rc < 0 ? -1 : 0;
             state = AFTER;
             continue;
@@ -372,32 +419,141 @@ int srv_scan_body(char *body, size_t len, srv_scan *scan, srv_error *err)
         if (c == '-' || (c >= '0' && c <= '9')) {
             double v;
             int overflow;
-            const char *q = srv_parse_number(s.p, s.end, &v, &overflow);
+            const char *q = srv_parse_number(s->p, s->end, &v, &overflow);
             if (!q) {
-                if (c == '-' && (s.end - s.p) >= 9 && memcmp(s.p + 1, "Infinity", 8) == 0)
-                    return nonfinite(&s, 0);
+                if (c == '-' && (s->end - s->p) >= 9 && memcmp(s->p + 1, "Infinity", 8) == 0)
+                    return nonfinite(s, 0);
                 return 0;
             }
-            if (overflow) return nonfinite(&s, 1);
-            s.p = (char *)q;
+            if (overflow) return nonfinite(s, 1);
+            s->p = q;
             state = AFTER;
             continue;
         }
-        if (literal(&s, "true") || literal(&s, "false") || literal(&s, "null")) {
+        if (literal(s, "true") || literal(s, "false") || literal(s, "null")) {
             state = AFTER;
             continue;
         }
-        if (literal(&s, "NaN") || literal(&s, "Infinity") || literal(&s, "nan") ||
-            literal(&s, "inf") || literal(&s, "infinity"))
-            return nonfinite(&s, 0);
+        if (literal(s, "NaN") || literal(s, "Infinity") || literal(s, "nan") ||
+            literal(s, "inf") || literal(s, "infinity"))
+            return nonfinite(s, 0);
         return 0;
     }
+}
+
+int srv_scan_body(const char *body, size_t len, srv_scan *scan, srv_error *err)
+{
+    scanner s;
+    memset(&s, 0, sizeof s);
+    s.body = s.p = body;
+    s.end = body + len;
+    s.scan = scan;
+    s.err = err;
+    scan->body = body;
+    scan->body_len = len;
+    if (walk(&s)) return -1;
+    /* Each chunk knows its array; the last chunk of an array ends with it. */
+    for (size_t c = 0; c < scan->n_chunks; c++) {
+        srv_numchunk *k = &scan->chunks[c];
+        const srv_lifted *a = &scan->arrays[k->array];
+        int last = c + 1 == scan->n_chunks || scan->chunks[c + 1].array != k->array;
+        k->text_end = last ? a->text_end : scan->chunks[c + 1].text_start;
+        k->count = (last ? a->count : scan->chunks[c + 1].first) - k->first;
+    }
+    return 0;
+}
+
+void srv_scan_parse(srv_scan *scan, size_t c0, size_t c1)
+{
+    for (size_t c = c0; c < c1 && c < scan->n_chunks; c++) {
+        srv_numchunk *k = &scan->chunks[c];
+        const srv_lifted *a = &scan->arrays[k->array];
+        int overflow = 0;
+        size_t bad = parse_numbers(scan->body + k->text_start, scan->body + k->text_end,
+                                   scan->values + a->offset + k->first, k->count, &overflow);
+        k->bad = bad;
+        k->overflow = overflow;
+    }
+}
+
+int srv_scan_finish(srv_scan *scan, srv_error *err)
+{
+    /* The first bad number in document order (chunks are in that order). */
+    for (size_t c = 0; c < scan->n_chunks; c++) {
+        const srv_numchunk *k = &scan->chunks[c];
+        if (!k->bad) continue;
+        const srv_lifted *a = &scan->arrays[k->array];
+        size_t flat = k->first + k->bad - 1, idx[LOSS_MAX_RANK];
+        char ptr[256];
+        snprintf(ptr, sizeof ptr, "%s", a->path);
+        for (size_t d = a->rank; d-- > 0;) {
+            idx[d] = flat % a->shape[d];
+            flat /= a->shape[d];
+        }
+        for (size_t d = 0; d < a->rank; d++) srv_pointer_push_index(ptr, sizeof ptr, idx[d]);
+        if (k->overflow)
+            set_nonfinite(err, ptr, 1);
+        else
+            srv_error_set(err, 400, "malformed_json", ptr,
+                          "the body is not valid JSON: a malformed number at %s", ptr);
+        return -1;
+    }
+    /* The document jansson parses: the body with each lifted array replaced by
+     * its placeholder. */
+    size_t need = scan->body_len + 1, prev = 0;
+    for (size_t k = 0; k < scan->n_arrays; k++) need += 24;
+    char *t = malloc(need);
+    if (!t) {
+        srv_error_set(err, 500, "internal_error", "", "out of memory");
+        return -1;
+    }
+    size_t w = 0;
+    for (size_t k = 0; k < scan->n_arrays; k++) {
+        srv_lifted *a = &scan->arrays[k];
+        memcpy(t + w, scan->body + prev, a->text_start - prev);
+        w += a->text_start - prev;
+        a->compact_start = w;
+        w += (size_t)snprintf(t + w, 24, "\"\\u0000%zu\"", k);
+        a->compact_end = w;
+        prev = a->text_end;
+    }
+    memcpy(t + w, scan->body + prev, scan->body_len - prev);
+    w += scan->body_len - prev;
+    t[w] = '\0';
+    scan->text = t;
+    scan->text_len = w;
+    return 0;
+}
+
+size_t srv_scan_original_offset(const srv_scan *scan, size_t pos, int *line, int *column)
+{
+    size_t orig = pos;
+    for (size_t k = 0; k < scan->n_arrays; k++) {
+        const srv_lifted *a = &scan->arrays[k];
+        if (a->compact_start >= pos) break;
+        orig = pos >= a->compact_end ? a->text_end + (pos - a->compact_end) : a->text_start;
+    }
+    if (orig > scan->body_len) orig = scan->body_len;
+    int l = 1, c = 0;
+    for (size_t i = 0; i < orig; i++) {
+        if (scan->body[i] == '\n') {
+            l++;
+            c = 0;
+        } else {
+            c++;
+        }
+    }
+    *line = l;
+    *column = c;
+    return orig;
 }
 
 void srv_scan_free(srv_scan *scan)
 {
     free(scan->values);
     free(scan->arrays);
+    free(scan->chunks);
+    free(scan->text);
     memset(scan, 0, sizeof *scan);
 }
 

@@ -334,7 +334,12 @@ static size_t layout(char *buf, int neg, const char *digits, int n, int x)
             memcpy(p, digits + 1, (size_t)(n - 1));
             p += n - 1;
         }
-        p += snprintf(p, 8, "e%c%02d", x < 0 ? '-' : '+', x < 0 ? -x : x);
+        int e = x < 0 ? -x : x;
+        *p++ = 'e';
+        *p++ = x < 0 ? '-' : '+';
+        if (e >= 100) *p++ = (char)('0' + e / 100);
+        *p++ = (char)('0' + e / 10 % 10);
+        *p++ = (char)('0' + e % 10);
     } else if (x < 0) {
         *p++ = '0';
         *p++ = '.';

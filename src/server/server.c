@@ -80,7 +80,7 @@ typedef struct request {
     int counted;  /* counts in s->inflight */
     int running;  /* suspended, work on the pool */
     int done;     /* loop thread: the job is finished, the next handler call answers */
-    int finished; /* pool thread (read in after-work only): no split needed */
+    int phase;    /* PH_*: set by a work item, read by its after-work callback */
     int too_big;
     int has_body; /* Content-Length > 0 or Transfer-Encoding */
     int checked;  /* headers() ran */
@@ -91,9 +91,11 @@ typedef struct request {
     srv_job job;
     int has_job;
     uv_work_t work;
-    uv_work_t *chunks;
-    size_t n_chunks, pending;
-    uint64_t t_compute0;
+    uv_work_t *chunks; /* a parallel phase: one item per range */
+    size_t n_chunks, pending, n_units;
+    void (*range)(struct request *, size_t, size_t);
+    void (*then)(struct request *);
+    uint64_t t_phase;
     struct request *next; /* in server.pending */
 } request;
 
@@ -297,7 +299,14 @@ static enum MHD_Result handle_get(request *r)
     return MHD_NO;
 }
 
-/* ---- work on the pool ---- */
+/* ---- work on the pool ----
+ *
+ * A job runs as a chain of work items.  A small one is one item: scan, decode,
+ * compute, encode.  A large one comes back to the loop between phases, and the
+ * parallel phases (parsing the numbers of large arrays, computing the blocks)
+ * are spread over the pool, one range per thread. */
+
+enum { PH_DONE, PH_PARSE, PH_COMPUTE };
 
 static void mhd_kick(server *s);
 
@@ -313,25 +322,16 @@ static void resume(request *r)
     MHD_resume_connection(r->conn); /* the last touch of r until MHD calls back */
 }
 
-static void work_finish(uv_work_t *w)
-{
-    srv_job_finish(&((request *)w->data)->job);
-}
-
-static void after_finish(uv_work_t *w, int status)
-{
-    request *r = w->data;
-    server *s = r->s;
-    (void)status;
-    resume(r);
-    mhd_kick(s);
-}
+/* Runs range(r, u0, u1) over [0, n) on the pool, one range per thread; then
+ * done(r) on the loop. */
+static void spread(request *r, size_t n, void (*range)(request *, size_t, size_t),
+                   void (*done)(request *));
 
 static void work_chunk(uv_work_t *w)
 {
     request *r = w->data;
-    size_t k = (size_t)(w - r->chunks), n = r->job.n_units;
-    srv_job_compute(&r->job, n * k / r->n_chunks, n * (k + 1) / r->n_chunks);
+    size_t k = (size_t)(w - r->chunks), n = r->n_units;
+    r->range(r, n * k / r->n_chunks, n * (k + 1) / r->n_chunks);
 }
 
 static void after_chunk(uv_work_t *w, int status)
@@ -339,65 +339,125 @@ static void after_chunk(uv_work_t *w, int status)
     request *r = w->data;
     (void)status;
     if (--r->pending) return;
-    r->job.t_compute = srv_now_ns() - r->t_compute0;
     free(r->chunks);
     r->chunks = NULL;
-    r->work.data = r;
-    uv_queue_work(&r->s->loop, &r->work, work_finish, after_finish);
+    r->then(r);
 }
 
-/* Decode, and for a small job compute and encode too. */
-static void run_main(request *r)
+static void spread(request *r, size_t n, void (*range)(request *, size_t, size_t),
+                   void (*done)(request *))
+{
+    size_t k = r->s->cfg->threads < n ? r->s->cfg->threads : n;
+    r->range = range;
+    r->then = done;
+    r->n_units = n;
+    r->chunks = k ? calloc(k, sizeof *r->chunks) : NULL;
+    if (!r->chunks) { /* nothing to spread, or no memory to: do it here */
+        range(r, 0, n);
+        done(r);
+        return;
+    }
+    r->n_chunks = r->pending = k;
+    for (size_t i = 0; i < k; i++) {
+        r->chunks[i].data = r;
+        uv_queue_work(&r->s->loop, &r->chunks[i], work_chunk, after_chunk);
+    }
+}
+
+/* Compute and encode a decoded job here, or leave the blocks to the pool. */
+static void compute_or_defer(request *r)
 {
     srv_job *j = &r->job;
-    if (srv_job_decode(j) == 0 && (j->n_elements >= SPLIT_ELEMENTS && j->n_units > 1)) return;
+    if (!j->failed && j->n_elements >= SPLIT_ELEMENTS && j->n_units > 1) {
+        r->phase = PH_COMPUTE;
+        return;
+    }
     if (!j->failed) {
         uint64_t t0 = srv_now_ns();
         srv_job_compute(j, 0, j->n_units);
         j->t_compute = srv_now_ns() - t0;
     }
     srv_job_finish(j);
-    r->finished = 1;
+    r->phase = PH_DONE;
 }
 
-/* Back on the loop: resume a finished job, or spread a large batch's blocks over
- * the pool, one chunk per thread. */
-static void main_done(request *r)
+/* The first item: scan; for a small job everything else too. */
+static void run_main(request *r)
 {
-    if (r->finished) {
-        resume(r);
+    srv_job *j = &r->job;
+    if (srv_job_scan(j) == 0 && j->scan.n_chunks > 1) {
+        r->phase = PH_PARSE;
         return;
     }
-    size_t n = r->s->cfg->threads;
-    if (n > r->job.n_units) n = r->job.n_units;
-    r->chunks = calloc(n, sizeof *r->chunks);
-    r->t_compute0 = srv_now_ns();
-    if (!r->chunks) { /* no memory for the split: compute in the finish item */
-        r->pending = 0;
-        srv_job_compute(&r->job, 0, r->job.n_units);
-        r->work.data = r;
-        uv_queue_work(&r->s->loop, &r->work, work_finish, after_finish);
-        return;
-    }
-    r->n_chunks = r->pending = n;
-    for (size_t k = 0; k < n; k++) {
-        r->chunks[k].data = r;
-        uv_queue_work(&r->s->loop, &r->chunks[k], work_chunk, after_chunk);
+    srv_job_parse(j, 0, j->scan.n_chunks);
+    srv_job_decode(j);
+    compute_or_defer(r);
+}
+
+static void next_phase(request *r);
+
+static void parse_range(request *r, size_t c0, size_t c1)
+{
+    srv_job_parse(&r->job, c0, c1);
+}
+
+static void work_decode(uv_work_t *w)
+{
+    request *r = w->data;
+    srv_job_decode(&r->job);
+    compute_or_defer(r);
+}
+
+static void after_item(uv_work_t *w, int status)
+{
+    request *r = w->data;
+    server *s = r->s;
+    (void)status;
+    next_phase(r);
+    mhd_kick(s);
+}
+
+static void parse_done(request *r)
+{
+    r->job.t_parse += srv_now_ns() - r->t_phase;
+    r->work.data = r;
+    uv_queue_work(&r->s->loop, &r->work, work_decode, after_item);
+}
+
+static void compute_range(request *r, size_t u0, size_t u1)
+{
+    srv_job_compute(&r->job, u0, u1);
+}
+
+static void work_finish(uv_work_t *w)
+{
+    request *r = w->data;
+    srv_job_finish(&r->job);
+    r->phase = PH_DONE;
+}
+
+static void compute_done(request *r)
+{
+    r->job.t_compute = srv_now_ns() - r->t_phase;
+    r->work.data = r;
+    uv_queue_work(&r->s->loop, &r->work, work_finish, after_item);
+}
+
+/* Back on the loop after a work item: resume a finished job, or start the next
+ * parallel phase. */
+static void next_phase(request *r)
+{
+    r->t_phase = srv_now_ns();
+    switch (r->phase) {
+    case PH_DONE: resume(r); break;
+    case PH_PARSE: spread(r, r->job.scan.n_chunks, parse_range, parse_done); break;
+    case PH_COMPUTE: spread(r, r->job.n_units, compute_range, compute_done); break;
     }
 }
 
 static void work_main(uv_work_t *w)
 {
     run_main(w->data);
-}
-
-static void after_main(uv_work_t *w, int status)
-{
-    request *r = w->data;
-    server *s = r->s;
-    (void)status;
-    main_done(r);
-    mhd_kick(s);
 }
 
 static void work_batch(uv_work_t *w)
@@ -411,7 +471,7 @@ static void after_batch(uv_work_t *w, int status)
     batch *b = w->data;
     server *s = b->reqs[0]->s;
     (void)status;
-    for (size_t i = 0; i < b->n; i++) main_done(b->reqs[i]);
+    for (size_t i = 0; i < b->n; i++) next_phase(b->reqs[i]);
     free(b);
     mhd_kick(s);
 }
@@ -428,7 +488,7 @@ static void flush_pending(server *s)
             s->pending = r->next;
             s->n_pending--;
             r->work.data = r;
-            uv_queue_work(&s->loop, &r->work, work_main, after_main);
+            uv_queue_work(&s->loop, &r->work, work_main, after_item);
             continue;
         }
         b->n = 0;
@@ -463,7 +523,7 @@ static int submit(request *r)
         return 0;
     }
     r->work.data = r;
-    uv_queue_work(&s->loop, &r->work, work_main, after_main);
+    uv_queue_work(&s->loop, &r->work, work_main, after_item);
     return 0;
 }
 

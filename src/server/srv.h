@@ -71,17 +71,35 @@ size_t srv_fmt_float(char *buf, float v);
 
 /* One numeric array lifted out of the body. */
 typedef struct srv_lifted {
-    size_t offset; /* into srv_scan.values */
+    size_t offset; /* of its first number in srv_scan.values */
     size_t count;
     size_t rank;
     size_t shape[LOSS_MAX_RANK];
+    size_t text_start, text_end;       /* its text in the body */
+    size_t compact_start, compact_end; /* its placeholder in srv_scan.text */
+    char path[256];                    /* JSON Pointer, for arrays parsed later */
 } srv_lifted;
 
+/* A run of numbers of one large array, parsed after the scan. */
+typedef struct srv_numchunk {
+    size_t array;                /* index into srv_scan.arrays */
+    size_t text_start, text_end; /* in the body */
+    size_t first, count;         /* numbers [first, first + count) of the array */
+    size_t bad;                  /* after parsing: 1 + index of a bad number, or 0 */
+    int overflow;                /* ... which is out of range (else malformed) */
+} srv_numchunk;
+
 typedef struct srv_scan {
+    const char *body; /* borrowed */
+    size_t body_len;
     double *values; /* owned: every lifted number */
     size_t n_values, cap_values;
     srv_lifted *arrays; /* owned */
     size_t n_arrays, cap_arrays;
+    srv_numchunk *chunks; /* owned: numbers still to parse */
+    size_t n_chunks, cap_chunks;
+    char *text; /* owned: the compacted document for jansson */
+    size_t text_len;
     size_t max_values; /* limit; exceeding it is an error */
 } srv_scan;
 
@@ -93,13 +111,20 @@ typedef struct srv_error {
     char path[256];     /* JSON Pointer, "" when none */
 } srv_error;
 
-/* Scans body[0..len) (len < SIZE_MAX; body[len] must be a NUL the caller
- * provides): checks every number (422 non_finite_value with its pointer for
- * NaN/Infinity tokens and overflowing numbers), enforces the nesting limit, and
- * replaces each rectangular all-number array long enough to hold a placeholder by
- * "\u0000<index>" padded with blanks, recording its values.  Malformed JSON is
- * left for jansson to report.  Returns 0, or -1 with err filled. */
-int srv_scan_body(char *body, size_t len, srv_scan *scan, srv_error *err);
+/* Scans body[0..len) (borrowed until srv_scan_free): checks numbers outside
+ * lifted arrays (422 non_finite_value with the pointer for NaN/Infinity tokens and
+ * overflowing numbers), enforces the nesting limit, structures every rectangular
+ * all-number array and parses the numbers of the small ones; the large ones get
+ * chunks (scan->chunks) for srv_scan_parse.  Malformed JSON is left for jansson.
+ * Returns 0, or -1 with err filled. */
+int srv_scan_body(const char *body, size_t len, srv_scan *scan, srv_error *err);
+/* Parses chunks [c0, c1) (any split, any thread). */
+void srv_scan_parse(srv_scan *scan, size_t c0, size_t c1);
+/* After every chunk is parsed: reports the first bad number, and builds
+ * scan->text, the compacted document with placeholders.  0, or -1 with err. */
+int srv_scan_finish(srv_scan *scan, srv_error *err);
+/* Maps a byte offset of scan->text back to the body (and its line and column). */
+size_t srv_scan_original_offset(const srv_scan *scan, size_t pos, int *line, int *column);
 void srv_scan_free(srv_scan *scan);
 /* The lifted array a jansson string stands for, or NULL. */
 const srv_lifted *srv_scan_lookup(const srv_scan *scan, const char *s, size_t len);
@@ -204,7 +229,12 @@ typedef struct srv_job {
 
 /* Takes ownership of body (malloc'ed, len bytes, body[len] == '\0'). */
 void srv_job_init(srv_job *j, srv_endpoint ep, char *body, size_t len, size_t max_elements);
-/* Phase 1: scan, parse, validate, plan.  0, or -1 with j->err set. */
+/* Phase 1: scan the body (structure, small arrays).  0, or -1 with j->err. */
+int srv_job_scan(srv_job *j);
+/* Phase 1b: parse the large arrays' numbers, chunks [c0, c1) of
+ * j->scan.n_chunks (any split, any thread). */
+void srv_job_parse(srv_job *j, size_t c0, size_t c1);
+/* Phase 1c: parse the rest with jansson, validate, plan.  0, or -1 with j->err. */
 int srv_job_decode(srv_job *j);
 /* Phase 2: evaluate global blocks [u0, u1) (any split, any thread). */
 void srv_job_compute(srv_job *j, size_t u0, size_t u1);
@@ -216,7 +246,7 @@ void srv_job_run(srv_job *j);
 void srv_job_free(srv_job *j);
 
 /* codec internals shared with encode.c */
-int srv_codec_decode(srv_job *j);
+int srv_codec_decode(srv_job *j); /* after the scan and the chunks */
 int srv_encode_response(srv_job *j);
 /* Turns a core error of task t into j->err (status 422 unless the core says
  * otherwise) with the JSON Pointer of the offending element. */
