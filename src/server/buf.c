@@ -17,7 +17,7 @@ int srv_buf_reserve(srv_buf *b, size_t extra)
     if (need <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    char *p = realloc(b->data, cap);
+    char *p = srv_mem_realloc(b->data, cap);
     if (!p) return -1;
     b->data = p;
     b->cap = cap;
@@ -63,7 +63,7 @@ char *srv_buf_steal(srv_buf *b, size_t *len)
 
 void srv_buf_free(srv_buf *b)
 {
-    free(b->data);
+    srv_mem_free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
     b->toobig = 0;

@@ -77,7 +77,7 @@ static double *own(srv_job *j, size_t n)
         j->owned = p;
         j->cap_owned = cap;
     }
-    double *d = malloc((n ? n : 1) * sizeof *d);
+    double *d = srv_mem_alloc((n ? n : 1) * sizeof *d);
     if (d) j->owned[j->n_owned++] = d;
     return d;
 }
@@ -792,7 +792,7 @@ int srv_codec_decode(srv_job *j)
 
 void srv_codec_free(srv_job *j)
 {
-    for (size_t i = 0; i < j->n_owned; i++) free(j->owned[i]);
+    for (size_t i = 0; i < j->n_owned; i++) srv_mem_free(j->owned[i]);
     free(j->owned);
     j->owned = NULL;
     j->n_owned = j->cap_owned = 0;

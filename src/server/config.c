@@ -229,11 +229,11 @@ void srv_config_free(srv_config *c)
     free(c->api_key_file);
     free(c->tls_cert);
     free(c->tls_key);
-    free(c->api_key);
-    free(c->tls_cert_pem);
+    srv_mem_free(c->api_key);
+    srv_mem_free(c->tls_cert_pem);
     if (c->tls_key_pem) {
         memset(c->tls_key_pem, 0, strlen(c->tls_key_pem));
-        free(c->tls_key_pem);
+        srv_mem_free(c->tls_key_pem);
     }
     memset(c, 0, sizeof *c);
 }

@@ -1,14 +1,23 @@
-/* encode.c - results to response bodies, written straight into one buffer: the
- * small skeleton by hand and the large arrays number by number, never one json_t
- * per element. */
+/* encode.c - results to response bodies, written by hand: never one json_t per
+ * element.  The skeleton goes into one buffer; a large array is left out of it
+ * as a "part" whose numbers are formatted afterwards in chunks, on as many
+ * threads as the server gives it, each chunk into its own buffer.  The response
+ * is then the sequence of pieces skeleton, chunks, skeleton, ..., sent as an
+ * iovec without being copied together. */
 #include "srv.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Arrays of at least this many numbers become parts; a chunk formats about this
+ * many. */
+#define PART_NUMBERS 65536
 
 typedef struct writer {
     srv_buf *b;
     int err;
+    srv_job *defer; /* NULL: format everything inline */
 } writer;
 
 static void raw(writer *w, const char *s)
@@ -64,20 +73,65 @@ static void numbers(writer *w, const double *v, size_t n, int dtype)
     w->b->len = (size_t)(p - w->b->data);
 }
 
+/* Records a part at the current position of the skeleton: units of unit_len
+ * numbers, each a number (sub_rank 0) or nested arrays of sub_shape. */
+static int defer_part(writer *w, const double *v, size_t units, size_t unit_len,
+                      const size_t *sub_shape, size_t sub_rank, int dtype)
+{
+    srv_job *j = w->defer;
+    if (!j || units * unit_len < PART_NUMBERS) return 0;
+    if (j->n_parts == j->cap_parts) {
+        size_t cap = j->cap_parts ? 2 * j->cap_parts : 8;
+        srv_part *np = realloc(j->parts, cap * sizeof *np);
+        if (!np) return 0; /* inline, then */
+        j->parts = np;
+        j->cap_parts = cap;
+    }
+    srv_part *pt = &j->parts[j->n_parts++];
+    memset(pt, 0, sizeof *pt);
+    pt->at = w->b->len;
+    pt->v = v;
+    pt->units = units;
+    pt->unit_len = unit_len;
+    pt->sub_rank = sub_rank;
+    if (sub_rank) memcpy(pt->sub_shape, sub_shape, sub_rank * sizeof *sub_shape);
+    pt->dtype = dtype;
+    return 1;
+}
+
+static void nested(writer *w, const double *v, const size_t *shape, size_t rank, int dtype);
+
+/* Units [u0, u1) of a part, with the commas between them (and before the first
+ * when u0 > 0). */
+static void part_units(writer *w, const srv_part *pt, size_t u0, size_t u1)
+{
+    if (pt->sub_rank == 0) {
+        if (u0 > 0) raw(w, ",");
+        numbers(w, pt->v + u0, u1 - u0, pt->dtype);
+        return;
+    }
+    for (size_t u = u0; u < u1; u++) {
+        if (u > 0) raw(w, ",");
+        nested(w, pt->v + u * pt->unit_len, pt->sub_shape, pt->sub_rank, pt->dtype);
+    }
+}
+
 static void nested(writer *w, const double *v, const size_t *shape, size_t rank, int dtype)
 {
     if (rank == 1) {
         raw(w, "[");
-        numbers(w, v, shape[0], dtype);
+        if (!defer_part(w, v, shape[0], 1, NULL, 0, dtype)) numbers(w, v, shape[0], dtype);
         raw(w, "]");
         return;
     }
     size_t stride = 1;
     for (size_t k = 1; k < rank; k++) stride *= shape[k];
     raw(w, "[");
-    for (size_t i = 0; i < shape[0]; i++) {
-        if (i) raw(w, ",");
-        nested(w, v + i * stride, shape + 1, rank - 1, dtype);
+    if (!defer_part(w, v, shape[0], stride, shape + 1, rank - 1, dtype)) {
+        for (size_t i = 0; i < shape[0]; i++) {
+            if (i) raw(w, ",");
+            nested(w, v + i * stride, shape + 1, rank - 1, dtype);
+        }
     }
     raw(w, "]");
 }
@@ -94,7 +148,7 @@ static void tensor(writer *w, const double *v, size_t rank, const size_t *shape,
             n *= shape[k];
         }
         raw(w, "],\"data\":[");
-        numbers(w, v, n, dtype);
+        if (!defer_part(w, v, n, 1, NULL, 0, dtype)) numbers(w, v, n, dtype);
         raw(w, dtype == SRV_DTYPE_FLOAT32 ? "],\"dtype\":\"float32\"}" : "],\"dtype\":\"float64\"}");
     } else if (rank == 0) {
         numbers(w, v, 1, dtype);
@@ -307,12 +361,46 @@ static size_t numbers_out(const srv_job *j)
 
 int srv_encode_response(srv_job *j)
 {
-    writer w = {&j->out, 0};
+    writer w = {&j->out, 0, j};
     /* Typical numbers take ~20 bytes; the worst case is reserved per array. */
     if (srv_buf_reserve(&j->out, numbers_out(j) * 22 + 1024)) return -1;
     if (j->ep == SRV_EP_LOSS)
         loss_response(&w, j);
     else
         objective_response(&w, j);
-    return w.err ? -1 : 0;
+    if (w.err) return -1;
+    /* The chunks: about PART_NUMBERS numbers each, whole units. */
+    for (size_t k = 0; k < j->n_parts; k++) {
+        const srv_part *pt = &j->parts[k];
+        size_t per = PART_NUMBERS / pt->unit_len;
+        if (per < 1) per = 1;
+        for (size_t u = 0; u < pt->units; u += per) {
+            if (j->n_echunks == j->cap_echunks) {
+                size_t cap = j->cap_echunks ? 2 * j->cap_echunks : 16;
+                srv_echunk *nc = realloc(j->echunks, cap * sizeof *nc);
+                if (!nc) return -1;
+                j->echunks = nc;
+                j->cap_echunks = cap;
+            }
+            srv_echunk *c = &j->echunks[j->n_echunks++];
+            memset(c, 0, sizeof *c);
+            c->part = k;
+            c->u0 = u;
+            c->u1 = u + per < pt->units ? u + per : pt->units;
+        }
+    }
+    return 0;
+}
+
+void srv_encode_chunks(srv_job *j, size_t c0, size_t c1)
+{
+    for (size_t c = c0; c < c1 && c < j->n_echunks; c++) {
+        srv_echunk *ch = &j->echunks[c];
+        const srv_part *pt = &j->parts[ch->part];
+        writer w = {&ch->text, 0, NULL};
+        /* about 22 bytes a number; the buffer grows when that is not enough */
+        srv_buf_reserve(&ch->text, (ch->u1 - ch->u0) * pt->unit_len * 22 + 64);
+        part_units(&w, pt, ch->u0, ch->u1);
+        ch->failed = w.err;
+    }
 }

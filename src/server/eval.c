@@ -69,8 +69,17 @@ int srv_eval_main(int argc, char **argv, size_t max_body, size_t max_elements)
     srv_job j;
     srv_job_init(&j, SRV_EP_AUTO, body, len, max_elements);
     srv_job_run(&j);
-    fwrite(j.out.data, 1, j.out.len, stdout);
     int rc = j.status == 200 ? 0 : 1;
+    srv_output out;
+    if (srv_job_output(&j, &out)) {
+        fprintf(stderr, "lossd eval: out of memory\n");
+        srv_job_free(&j);
+        return 2;
+    }
+    for (size_t i = 0; i < out.n_pieces; i++) fwrite(out.pieces[i].p, 1, out.pieces[i].len, stdout);
+    for (size_t i = 0; i < out.n_bufs; i++) srv_mem_free(out.bufs[i]);
+    free(out.bufs);
+    free(out.pieces);
     srv_job_free(&j);
     return fflush(stdout) == 0 ? rc : 2;
 }

@@ -130,7 +130,7 @@ static void release_work(srv_job *j)
     srv_codec_free(j);
 }
 
-void srv_job_finish(srv_job *j)
+size_t srv_job_prepare(srv_job *j)
 {
     uint64_t t0 = srv_now_ns();
     if (!j->failed) {
@@ -145,7 +145,27 @@ void srv_job_finish(srv_job *j)
         srv_error_set(&j->err, 500, "internal_error", "", "out of memory encoding the response");
         j->failed = 1;
     }
+    if (j->failed) j->n_echunks = 0;
+    j->t_encode += srv_now_ns() - t0;
+    return j->n_echunks;
+}
+
+void srv_job_encode(srv_job *j, size_t c0, size_t c1)
+{
+    srv_encode_chunks(j, c0, c1);
+}
+
+void srv_job_complete(srv_job *j)
+{
+    uint64_t t0 = srv_now_ns();
+    for (size_t c = 0; c < j->n_echunks && !j->failed; c++)
+        if (j->echunks[c].failed) {
+            srv_error_set(&j->err, 500, "internal_error", "", "out of memory encoding the response");
+            j->failed = 1;
+        }
     if (j->failed) {
+        for (size_t c = 0; c < j->n_echunks; c++) srv_buf_free(&j->echunks[c].text);
+        j->n_echunks = j->n_parts = 0;
         srv_buf_free(&j->out);
         j->status = j->err.status;
         if (srv_error_json(&j->err, &j->out)) j->status = 500;
@@ -153,7 +173,56 @@ void srv_job_finish(srv_job *j)
         j->status = 200;
     }
     release_work(j);
-    j->t_encode = srv_now_ns() - t0;
+    j->t_encode += srv_now_ns() - t0;
+}
+
+void srv_job_finish(srv_job *j)
+{
+    uint64_t t0 = srv_now_ns();
+    srv_job_prepare(j);
+    srv_job_encode(j, 0, j->n_echunks);
+    j->t_encode += srv_now_ns() - t0;
+    srv_job_complete(j);
+}
+
+void srv_output_free(void *output)
+{
+    srv_output *o = output;
+    if (!o) return;
+    for (size_t i = 0; i < o->n_bufs; i++) srv_mem_free(o->bufs[i]);
+    free(o->bufs);
+    free(o->pieces);
+    free(o);
+}
+
+int srv_job_output(srv_job *j, srv_output *o)
+{
+    memset(o, 0, sizeof *o);
+    size_t n = 1 + 2 * j->n_parts + j->n_echunks;
+    o->pieces = calloc(n, sizeof *o->pieces);
+    o->bufs = calloc(1 + j->n_echunks, sizeof *o->bufs);
+    if (!o->pieces || !o->bufs) {
+        free(o->pieces);
+        free(o->bufs);
+        return -1;
+    }
+    const char *skel = j->out.data ? j->out.data : "";
+    size_t at = 0, c = 0;
+    for (size_t k = 0; k < j->n_parts; k++) {
+        if (j->parts[k].at > at)
+            o->pieces[o->n_pieces++] = (srv_piece){skel + at, j->parts[k].at - at};
+        at = j->parts[k].at;
+        for (; c < j->n_echunks && j->echunks[c].part == k; c++)
+            o->pieces[o->n_pieces++] = (srv_piece){j->echunks[c].text.data, j->echunks[c].text.len};
+    }
+    if (j->out.len > at) o->pieces[o->n_pieces++] = (srv_piece){skel + at, j->out.len - at};
+    for (size_t i = 0; i < o->n_pieces; i++) o->len += o->pieces[i].len;
+    /* the buffers change hands */
+    o->bufs[o->n_bufs++] = srv_buf_steal(&j->out, NULL);
+    for (size_t k = 0; k < j->n_echunks; k++)
+        o->bufs[o->n_bufs++] = srv_buf_steal(&j->echunks[k].text, NULL);
+    j->n_echunks = j->n_parts = 0;
+    return 0;
 }
 
 void srv_job_run(srv_job *j)
@@ -175,7 +244,10 @@ void srv_job_free(srv_job *j)
 {
     if (!j) return;
     release_work(j);
+    for (size_t c = 0; c < j->n_echunks; c++) srv_buf_free(&j->echunks[c].text);
+    free(j->echunks);
+    free(j->parts);
     srv_buf_free(&j->out);
-    free(j->body);
+    srv_mem_free(j->body);
     memset(j, 0, sizeof *j);
 }

@@ -50,10 +50,21 @@ static void skip_ws(scanner *s)
 {
     while (s->p < s->end && is_ws(*s->p)) s->p++;
 }
+/* Character classes for the structure pass: a table lookup per byte. */
+enum { C_OTHER, C_WS, C_NUM, C_OPEN, C_CLOSE, C_COMMA, C_START /* '-' or a digit */ };
+static const unsigned char cls[256] = {
+    [' '] = C_WS,    ['\n'] = C_WS,   ['\r'] = C_WS,   ['\t'] = C_WS,   ['+'] = C_NUM,
+    ['.'] = C_NUM,   ['e'] = C_NUM,   ['E'] = C_NUM,   ['-'] = C_START, ['0'] = C_START,
+    ['1'] = C_START, ['2'] = C_START, ['3'] = C_START, ['4'] = C_START, ['5'] = C_START,
+    ['6'] = C_START, ['7'] = C_START, ['8'] = C_START, ['9'] = C_START, ['['] = C_OPEN,
+    [']'] = C_CLOSE, [','] = C_COMMA,
+};
+
 /* Characters a JSON number can be made of. */
 static int is_numch(char c)
 {
-    return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+    unsigned char k = cls[(unsigned char)c];
+    return k == C_NUM || k == C_START;
 }
 
 /* Decodes the escapes of a raw key well enough for a pointer (\uXXXX to UTF-8;
@@ -146,7 +157,7 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
     if (need <= *cap) return 0;
     size_t c = *cap ? *cap : 16;
     while (c < need) c *= 2;
-    void *q = realloc(*p, c * size);
+    void *q = srv_mem_realloc(*p, c * size);
     if (!q) return -1;
     *p = q;
     *cap = c;
@@ -165,13 +176,13 @@ static int structure(const char *start, const char *end, srv_lifted *out, const 
     int known[LOSS_MAX_RANK] = {0};
     int rank = -1, d = 0, need = 0; /* need: an element must follow (after ',') */
     size_t total = 0;
-    const char *p = start + 1;
+    const unsigned char *p = (const unsigned char *)start + 1, *e = (const unsigned char *)end;
     count[0] = 0;
     for (;;) {
-        while (p < end && is_ws(*p)) p++;
-        if (p >= end) return 0;
-        char c = *p;
-        if (c == ']') {
+        while (p < e && cls[*p] == C_WS) p++;
+        if (p >= e) return 0;
+        unsigned char k = cls[*p];
+        if (k == C_CLOSE) {
             if (need) return 0;
             if (count[d] == 0) {
                 if (rank < 0) rank = d + 1;
@@ -183,29 +194,39 @@ static int structure(const char *start, const char *end, srv_lifted *out, const 
             p++;
             if (--d < 0) break;
             count[d]++;
-        } else if (c == '[') {
+        } else if (k == C_OPEN) {
             if (d + 1 >= LOSS_MAX_RANK || (rank >= 0 && d + 1 >= rank)) return 0;
             d++;
             count[d] = 0;
             p++;
             need = 0;
             continue;
-        } else if (c == '-' || (c >= '0' && c <= '9')) {
-            if (rank < 0) rank = d + 1;
-            if (rank != d + 1) return 0;
-            if (total % CHUNK_NUMBERS == 0 && *n_cuts < max_cuts) cuts[(*n_cuts)++] = (size_t)(p - start);
-            while (p < end && is_numch(*p)) p++;
+        } else if (k == C_START) {
+            if (rank != d + 1) {
+                if (rank >= 0) return 0;
+                rank = d + 1;
+            }
+            if (total % CHUNK_NUMBERS == 0 && *n_cuts < max_cuts)
+                cuts[(*n_cuts)++] = (size_t)((const char *)p - start);
+            p++;
+            while (e - p >= 8 && srv_is_8digits((const char *)p)) p += 8;
+            while (p < e && (cls[*p] == C_START || cls[*p] == C_NUM)) p++;
             count[d]++;
             total++;
         } else {
             return 0;
         }
-        /* after an element */
-        while (p < end && is_ws(*p)) p++;
-        if (p < end && *p == ',') {
+        /* after an element: the common case is a comma right after a number */
+        if (p < e && *p == ',') {
             p++;
             need = 1;
-        } else if (p < end && *p == ']') {
+            continue;
+        }
+        while (p < e && cls[*p] == C_WS) p++;
+        if (p < e && *p == ',') {
+            p++;
+            need = 1;
+        } else if (p < e && *p == ']') {
             need = 0;
         } else {
             return 0;
@@ -215,7 +236,7 @@ static int structure(const char *start, const char *end, srv_lifted *out, const 
     out->count = total;
     out->rank = (size_t)rank;
     for (int k = 0; k < rank; k++) out->shape[k] = dims[k];
-    *after = p;
+    *after = (const char *)p;
     return 1;
 }
 
@@ -502,7 +523,7 @@ int srv_scan_finish(srv_scan *scan, srv_error *err)
      * its placeholder. */
     size_t need = scan->body_len + 1, prev = 0;
     for (size_t k = 0; k < scan->n_arrays; k++) need += 24;
-    char *t = malloc(need);
+    char *t = srv_mem_alloc(need);
     if (!t) {
         srv_error_set(err, 500, "internal_error", "", "out of memory");
         return -1;
@@ -550,10 +571,10 @@ size_t srv_scan_original_offset(const srv_scan *scan, size_t pos, int *line, int
 
 void srv_scan_free(srv_scan *scan)
 {
-    free(scan->values);
-    free(scan->arrays);
-    free(scan->chunks);
-    free(scan->text);
+    srv_mem_free(scan->values);
+    srv_mem_free(scan->arrays);
+    srv_mem_free(scan->chunks);
+    srv_mem_free(scan->text);
     memset(scan, 0, sizeof *scan);
 }
 

@@ -31,6 +31,34 @@ static int is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
+/* Eight ASCII digits at once (SWAR, as in simdjson and fast_float): whether the
+ * eight bytes at p are all digits, and their value. */
+static inline uint64_t load8(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v); /* little-endian on every target lossd supports */
+    return v;
+}
+
+int srv_is_8digits(const char *p)
+{
+    uint64_t v = load8(p);
+    return ((v & 0xF0F0F0F0F0F0F0F0ULL) |
+            (((v + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) ==
+           0x3333333333333333ULL;
+}
+
+static inline uint32_t parse8(const char *p)
+{
+    const uint64_t mask = 0x000000FF000000FFULL;
+    const uint64_t mul1 = 0x000F424000000064ULL; /* 100 + (1000000 << 32) */
+    const uint64_t mul2 = 0x0000271000000001ULL; /* 1 + (10000 << 32) */
+    uint64_t v = load8(p) - 0x3030303030303030ULL;
+    v = (v * 10) + (v >> 8);
+    v = (((v & mask) * mul1) + (((v >> 16) & mask) * mul2)) >> 32;
+    return (uint32_t)v;
+}
+
 /* Eisel-Lemire: w * 10^q correctly rounded, w != 0 with at most 19 digits.
  * Returns 1 with *out set (infinite when it overflows), or 0 when this case must
  * go to strtod (subnormal results, undecidable products). */
@@ -97,6 +125,11 @@ const char *srv_parse_number(const char *s, const char *end, double *out, int *o
     if (*p == '0') {
         p++;
     } else {
+        while (end - p >= 8 && ndig <= 11 && srv_is_8digits(p)) {
+            mant = mant * 100000000u + parse8(p);
+            ndig += 8;
+            p += 8;
+        }
         for (; p < end && is_digit(*p); p++) {
             if (ndig < 19) {
                 mant = mant * 10 + (uint64_t)(*p - '0');
@@ -110,6 +143,16 @@ const char *srv_parse_number(const char *s, const char *end, double *out, int *o
     if (p < end && *p == '.') {
         p++;
         if (p >= end || !is_digit(*p)) return NULL;
+        while (mant == 0 && p < end && *p == '0') { /* they only shift the exponent */
+            frac_kept++;
+            p++;
+        }
+        while (end - p >= 8 && ndig <= 11 && srv_is_8digits(p)) {
+            mant = mant * 100000000u + parse8(p);
+            ndig += 8;
+            frac_kept += 8;
+            p += 8;
+        }
         for (; p < end && is_digit(*p); p++) {
             if (mant == 0 && *p == '0') {
                 frac_kept++; /* leading zeros of the fraction only shift the exponent */

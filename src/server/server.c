@@ -151,18 +151,11 @@ static void finish_request(request *r, int status, size_t out_len)
         srv_log_access(r->method, r->url, status, r->received, out_len, secs * 1000, r->id);
 }
 
-/* Queues body (taken over when must_free) with the common headers. */
-static enum MHD_Result respond(request *r, int status, char *body, size_t len,
-                               const char *ctype, int must_free, const char *h1,
-                               const char *v1)
+/* Adds the common headers to resp, queues it and records the request. */
+static enum MHD_Result send_response(request *r, int status, struct MHD_Response *resp,
+                                     size_t len, const char *ctype, const char *h1,
+                                     const char *v1)
 {
-    struct MHD_Response *resp =
-        must_free ? MHD_create_response_from_buffer_with_free_callback(len, body, free)
-                  : MHD_create_response_from_buffer(len, body, MHD_RESPMEM_PERSISTENT);
-    if (!resp) {
-        if (must_free) free(body);
-        return MHD_NO;
-    }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(resp, "X-Request-Id", r->id);
     if (h1) MHD_add_response_header(resp, h1, v1);
@@ -178,6 +171,46 @@ static enum MHD_Result respond(request *r, int status, char *body, size_t len,
     MHD_destroy_response(resp);
     finish_request(r, status, len);
     return ret;
+}
+
+/* Queues body (taken over when must_free: an srv_mem block) with the common
+ * headers. */
+static enum MHD_Result respond(request *r, int status, char *body, size_t len,
+                               const char *ctype, int must_free, const char *h1,
+                               const char *v1)
+{
+    struct MHD_Response *resp =
+        must_free ? MHD_create_response_from_buffer_with_free_callback(len, body, srv_mem_free)
+                  : MHD_create_response_from_buffer(len, body, MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        if (must_free) srv_mem_free(body);
+        return MHD_NO;
+    }
+    return send_response(r, status, resp, len, ctype, h1, v1);
+}
+
+/* The job's response, sent from its pieces without copying them together. */
+static enum MHD_Result respond_job(request *r)
+{
+    srv_output *o = malloc(sizeof *o);
+    if (!o || srv_job_output(&r->job, o)) {
+        free(o);
+        return MHD_NO;
+    }
+    struct MHD_IoVec *iov = malloc((o->n_pieces ? o->n_pieces : 1) * sizeof *iov);
+    if (!iov) {
+        srv_output_free(o);
+        return MHD_NO;
+    }
+    for (size_t i = 0; i < o->n_pieces; i++) iov[i] = (struct MHD_IoVec){o->pieces[i].p, o->pieces[i].len};
+    struct MHD_Response *resp =
+        MHD_create_response_from_iovec(iov, (unsigned int)o->n_pieces, srv_output_free, o);
+    free(iov); /* MHD keeps a copy */
+    if (!resp) {
+        srv_output_free(o);
+        return MHD_NO;
+    }
+    return send_response(r, r->job.status, resp, o->len, "application/json", NULL, NULL);
 }
 
 static enum MHD_Result respond_error(request *r, const srv_error *e, const char *h1,
@@ -213,7 +246,7 @@ static enum MHD_Result fail(request *r, int status, const char *code, const char
 static enum MHD_Result respond_json(request *r, int status, const char *text)
 {
     size_t n = strlen(text);
-    char *body = malloc(n + 1);
+    char *body = srv_mem_alloc(n + 1);
     if (!body) return MHD_NO;
     memcpy(body, text, n + 1);
     return respond(r, status, body, n, "application/json", 1, NULL, NULL);
@@ -306,7 +339,7 @@ static enum MHD_Result handle_get(request *r)
  * parallel phases (parsing the numbers of large arrays, computing the blocks)
  * are spread over the pool, one range per thread. */
 
-enum { PH_DONE, PH_PARSE, PH_COMPUTE };
+enum { PH_DONE, PH_PARSE, PH_COMPUTE, PH_ENCODE };
 
 static void mhd_kick(server *s);
 
@@ -372,6 +405,19 @@ static void compute_or_defer(request *r)
         r->phase = PH_COMPUTE;
         return;
     }
+    if (!j->failed && j->n_elements >= SPLIT_ELEMENTS) { /* one block: compute here */
+        uint64_t t0 = srv_now_ns();
+        srv_job_compute(j, 0, j->n_units);
+        j->t_compute = srv_now_ns() - t0;
+        if (srv_job_prepare(j) > 1) {
+            r->phase = PH_ENCODE;
+            return;
+        }
+        srv_job_encode(j, 0, j->n_echunks);
+        srv_job_complete(j);
+        r->phase = PH_DONE;
+        return;
+    }
     if (!j->failed) {
         uint64_t t0 = srv_now_ns();
         srv_job_compute(j, 0, j->n_units);
@@ -429,11 +475,31 @@ static void compute_range(request *r, size_t u0, size_t u1)
     srv_job_compute(&r->job, u0, u1);
 }
 
+/* After the blocks: the costs and the response skeleton; large arrays of the
+ * response are formatted in a parallel phase of their own. */
 static void work_finish(uv_work_t *w)
 {
     request *r = w->data;
-    srv_job_finish(&r->job);
+    if (srv_job_prepare(&r->job) > 1) {
+        r->phase = PH_ENCODE;
+        return;
+    }
+    srv_job_encode(&r->job, 0, r->job.n_echunks);
+    srv_job_complete(&r->job);
     r->phase = PH_DONE;
+}
+
+static void encode_range(request *r, size_t c0, size_t c1)
+{
+    srv_job_encode(&r->job, c0, c1);
+}
+
+static void encode_done(request *r)
+{
+    r->job.t_encode += srv_now_ns() - r->t_phase;
+    srv_job_complete(&r->job);
+    resume(r);
+    mhd_kick(r->s);
 }
 
 static void compute_done(request *r)
@@ -452,6 +518,7 @@ static void next_phase(request *r)
     case PH_DONE: resume(r); break;
     case PH_PARSE: spread(r, r->job.scan.n_chunks, parse_range, parse_done); break;
     case PH_COMPUTE: spread(r, r->job.n_units, compute_range, compute_done); break;
+    case PH_ENCODE: spread(r, r->job.n_echunks, encode_range, encode_done); break;
     }
 }
 
@@ -642,10 +709,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return MHD_YES;
     }
     if (r->done && r->has_job) {
-        size_t len;
-        int status = r->job.status;
-        char *body = srv_buf_steal(&r->job.out, &len);
-        enum MHD_Result ret = respond(r, status, body, len, "application/json", 1, NULL, NULL);
+        enum MHD_Result ret = respond_job(r);
         srv_job_free(&r->job);
         r->has_job = 0;
         return ret;
@@ -830,7 +894,7 @@ int srv_server_run(srv_config *cfg)
     if (!s->mhd) {
         fprintf(stderr, "lossd: cannot listen on %s port %lu: %s\n", cfg->bind, cfg->port,
                 strerror(errno));
-        free(s->catalog);
+        srv_mem_free(s->catalog);
         return 1;
     }
     const union MHD_DaemonInfo *ep = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
@@ -862,6 +926,6 @@ int srv_server_run(srv_config *cfg)
 
     uv_run(&s->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&s->loop) == 0 ? 0 : 1;
-    free(s->catalog);
+    srv_mem_free(s->catalog);
     return rc;
 }

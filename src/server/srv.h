@@ -26,12 +26,23 @@
 
 #define SRV_VERSION "0.1.0"
 
+/* ---- mem.c: memory for request data (bodies, numbers, responses) ---- */
+
+/* Like malloc/realloc/free; blocks of 1 MiB and more are mapped with huge pages
+ * and cached for reuse (up to the cache limit, 256 MiB by default).  Free with
+ * srv_mem_free only, from any thread. */
+void *srv_mem_alloc(size_t n);
+void *srv_mem_realloc(void *p, size_t n);
+void srv_mem_free(void *p);
+size_t srv_mem_size(const void *p); /* usable bytes */
+void srv_mem_set_cache_limit(size_t bytes);
+
 /* ---- buf.c ---- */
 
 /* A growable byte buffer.  max bounds len (0: no bound); an append past it fails
  * and sets toobig, which stays set (curl's dynbuf does the same). */
 typedef struct srv_buf {
-    char *data; /* owned; NUL-terminated when len > 0 */
+    char *data; /* owned (srv_mem); NUL-terminated when len > 0 */
     size_t len, cap, max;
     int toobig;
 } srv_buf;
@@ -44,7 +55,7 @@ int srv_buf_printf(srv_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
-/* Takes the data out (caller frees it with free()); the buffer is empty after. */
+/* Takes the data out (caller frees it with srv_mem_free); the buffer is empty after. */
 char *srv_buf_steal(srv_buf *b, size_t *len);
 void srv_buf_free(srv_buf *b);
 
@@ -59,6 +70,9 @@ void srv_buf_free(srv_buf *b);
  * valid number.  *overflow is set when the value is beyond the double range
  * (the value is then +-inf). */
 const char *srv_parse_number(const char *s, const char *end, double *out, int *overflow);
+
+/* Whether the 8 bytes at p are ASCII digits (p must have 8 readable bytes). */
+int srv_is_8digits(const char *p);
 
 /* Writes the shortest decimal text that reads back as exactly v, JSON syntax,
  * integral values with ".0" (as Python's repr: 0.1, 1e+20, 2.0, -0.0, 1e-07).
@@ -198,6 +212,39 @@ typedef struct srv_penalty {
     double *grad; /* owned */
 } srv_penalty;
 
+/* A large array of the response, formatted after the skeleton in chunks. */
+typedef struct srv_part {
+    size_t at; /* where its text goes in the skeleton (srv_job.out) */
+    const double *v;
+    size_t units, unit_len; /* units of unit_len numbers */
+    size_t sub_rank;        /* 0: each unit is a number; else nested arrays of */
+    size_t sub_shape[LOSS_MAX_RANK];
+    int dtype;
+} srv_part;
+
+typedef struct srv_echunk {
+    size_t part, u0, u1; /* units [u0, u1) of a part */
+    srv_buf text;
+    int failed;
+} srv_echunk;
+
+/* The response body as pieces to send in order (an iovec). */
+typedef struct srv_piece {
+    const char *p;
+    size_t len;
+} srv_piece;
+
+/* The output of a job, detached from it: its pieces and the buffers that hold
+ * them.  Free with srv_output_free (from any thread). */
+typedef struct srv_output {
+    srv_piece *pieces;
+    size_t n_pieces;
+    size_t len; /* total bytes */
+    char **bufs; /* srv_mem blocks */
+    size_t n_bufs;
+} srv_output;
+void srv_output_free(void *output);
+
 typedef struct srv_job {
     srv_endpoint ep;
     char *body; /* owned, NUL-terminated */
@@ -221,7 +268,11 @@ typedef struct srv_job {
     double data_term, reg_total;
     srv_error err;
     int failed;
-    srv_buf out; /* the response body (JSON) */
+    srv_buf out; /* the response body (JSON), or its skeleton when there are parts */
+    srv_part *parts;
+    size_t n_parts, cap_parts;
+    srv_echunk *echunks; /* formatted by srv_job_encode */
+    size_t n_echunks, cap_echunks;
     int status;
     /* per-stage times, nanoseconds */
     uint64_t t_parse, t_compute, t_encode;
@@ -238,9 +289,19 @@ void srv_job_parse(srv_job *j, size_t c0, size_t c1);
 int srv_job_decode(srv_job *j);
 /* Phase 2: evaluate global blocks [u0, u1) (any split, any thread). */
 void srv_job_compute(srv_job *j, size_t u0, size_t u1);
-/* Phase 3: combine, weight, regularize, encode j->out (the response or the
- * error body, status in j->status).  Always leaves a body. */
+/* Phase 3: combine, weight, regularize and write the response skeleton (or the
+ * error body, status in j->status); large arrays become encoding chunks.
+ * Returns how many (j->n_echunks). */
+size_t srv_job_prepare(srv_job *j);
+/* Phase 3b: format encoding chunks [c0, c1) (any split, any thread). */
+void srv_job_encode(srv_job *j, size_t c0, size_t c1);
+/* Phase 3c: checks the chunks and frees the job's working memory; the response
+ * is then ready (srv_job_output). */
+void srv_job_complete(srv_job *j);
+/* srv_job_prepare, srv_job_encode of every chunk, srv_job_complete. */
 void srv_job_finish(srv_job *j);
+/* Takes the response out of a completed job.  0, or -1 (out of memory). */
+int srv_job_output(srv_job *j, srv_output *out);
 /* Runs the three phases on this thread (lossd eval, small requests). */
 void srv_job_run(srv_job *j);
 void srv_job_free(srv_job *j);
@@ -248,6 +309,7 @@ void srv_job_free(srv_job *j);
 /* codec internals shared with encode.c */
 int srv_codec_decode(srv_job *j); /* after the scan and the chunks */
 int srv_encode_response(srv_job *j);
+void srv_encode_chunks(srv_job *j, size_t c0, size_t c1);
 /* Turns a core error of task t into j->err (status 422 unless the core says
  * otherwise) with the JSON Pointer of the offending element. */
 void srv_core_error(srv_job *j, const srv_task *t, const loss_error *e);
