@@ -59,7 +59,8 @@ static void kernel(const loss_plan *p, size_t t0, size_t n, const double *w, dou
             double lp = loss__clamped_log(xi), lq = loss__clamped_log(1.0 - xi);
             li = -(pw * t * lp + (1.0 - t) * lq);
             double den = xi * (1.0 - xi);
-            dl = ((1.0 - t) * xi - pw * t * (1.0 - xi)) / (den > LOSS__BCE_EPS ? den : LOSS__BCE_EPS);
+            dl = ((1.0 - t) * xi - pw * t * (1.0 - xi)) /
+                 (den > LOSS__BCE_EPS ? den : LOSS__BCE_EPS);
         }
         l[i] = li;
         if (gx) gx[i] = s * w[i] * dl;

@@ -57,7 +57,8 @@ static void kernel(const loss_plan *p, size_t t0, size_t n, const double *w, dou
         } else {
             double h = m - d > 0 ? m - d : 0.0;
             l[i] = h * h;
-            f = h > 0 && d > 0 ? -2.0 * h / d : 0.0; /* 0 at d = 0, as the contract says */
+            f = h > 0 && d > 0 ? -2.0 * h / d
+                               : 0.0; /* 0 at d = 0, as the contract says */
         }
         double c = w[i] * p->gscale * f;
         double *g1 = g[X1] ? g[X1] + row * D : NULL, *g2 = g[X2] ? g[X2] + row * D : NULL;

@@ -21,8 +21,8 @@ static const loss_input_desc inputs[] = {
 static const loss_param_desc params[] = {
     {"from", LOSS_PARAM_ENUM, "whether predictions are logits or probabilities", 1,
      LOSS_FROM_LOGITS, 0, 0, 0, 0, from_choices, LOSS__OFF(from), 0},
-    {"label_smoothing", LOSS_PARAM_NUMBER, "targets become (1-ε)y + ε/K", 1, 0.0, 0.0, 1.0,
-     LOSS_MAX_EXCLUSIVE, 0, NULL, LOSS__OFF(label_smoothing), 0},
+    {"label_smoothing", LOSS_PARAM_NUMBER, "targets become (1-ε)y + ε/K", 1, 0.0, 0.0,
+     1.0, LOSS_MAX_EXCLUSIVE, 0, NULL, LOSS__OFF(label_smoothing), 0},
     {"class_weights", LOSS_PARAM_VECTOR, "a weight per class, [K]", 0, 0, 0, 0, 0, 0.0,
      NULL, 0, LOSS__OFF(class_weights)},
     {"ignore_index", LOSS_PARAM_INTEGER,
@@ -56,7 +56,8 @@ static int shapes(loss_plan *p, loss_error *err)
         size_t k = p->k;
         if ((rc = loss__need_rows(p, TARGET, &k, "K", err))) return rc;
         if (HAS_IGNORE(p))
-            return loss__fail(err, LOSS_EPARAM_CONFLICT, LOSS_AT_PARAM, "ignore_index", -1,
+            return loss__fail(err, LOSS_EPARAM_CONFLICT, LOSS_AT_PARAM, "ignore_index",
+                              -1,
                               "ignore_index applies to class-index targets only, but "
                               "targets are probabilities [N, K]");
     }
@@ -76,7 +77,8 @@ static int values(loss_plan *p, loss_error *err)
     if (p->spec.from == LOSS_FROM_PROBABILITIES)
         rc = loss__need_within(p, PRED, 0.0, 1.0, LOSS_EPROBABILITY, err);
     if (rc) return rc;
-    if (p->mode == MODE_PROB) return loss__need_within(p, TARGET, 0.0, 1.0, LOSS_EPROBABILITY, err);
+    if (p->mode == MODE_PROB)
+        return loss__need_within(p, TARGET, 0.0, 1.0, LOSS_EPROBABILITY, err);
     const double *y = p->in[TARGET].data;
     for (size_t i = 0; i < p->n; i++) {
         if (HAS_IGNORE(p) && y[i] == p->spec.ignore_index) continue;

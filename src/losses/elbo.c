@@ -21,8 +21,8 @@ static const loss_input_desc inputs[] = {
 static const loss_param_desc params[] = {
     {"likelihood", LOSS_PARAM_ENUM, "the decoder's distribution", 1,
      LOSS_LIKELIHOOD_BERNOULLI, 0, 0, 0, 0, likelihood_choices, LOSS__OFF(likelihood), 0},
-    {"sigma", LOSS_PARAM_NUMBER, "standard deviation of the Gaussian decoder", 1, 1.0, 0.0,
-     INFINITY, LOSS_MIN_EXCLUSIVE, 0, NULL, LOSS__OFF(sigma), 0},
+    {"sigma", LOSS_PARAM_NUMBER, "standard deviation of the Gaussian decoder", 1, 1.0,
+     0.0, INFINITY, LOSS_MIN_EXCLUSIVE, 0, NULL, LOSS__OFF(sigma), 0},
     {"beta", LOSS_PARAM_NUMBER, "weight of the KL term (β-VAE)", 1, 1.0, 0.0, INFINITY, 0,
      0, NULL, LOSS__OFF(beta), 0},
 };
@@ -35,7 +35,8 @@ static int shapes(loss_plan *p, loss_error *err)
     if (!rc) rc = loss__need_rows(p, MU, &z, "Z", err);
     if (!rc) rc = loss__need_rows(p, LOGVAR, &z, "Z", err);
     if (rc) return rc;
-    if (p->spec.likelihood == LOSS_LIKELIHOOD_BERNOULLI && ((p->spec.given >> P_SIGMA) & 1u))
+    if (p->spec.likelihood == LOSS_LIKELIHOOD_BERNOULLI &&
+        ((p->spec.given >> P_SIGMA) & 1u))
         return loss__fail(err, LOSS_EPARAM_CONFLICT, LOSS_AT_PARAM, "sigma", -1,
                           "sigma applies to likelihood \"gaussian\" only");
     p->d = d;
@@ -76,7 +77,8 @@ static void kernel(const loss_plan *p, size_t t0, size_t n, const double *w, dou
                 if (gr) gr[k] = c * (loss__sigmoid(r[k]) - x[k]);
             }
         }
-        double *gm = g[MU] ? g[MU] + row * Z : NULL, *gl = g[LOGVAR] ? g[LOGVAR] + row * Z : NULL;
+        double *gm = g[MU] ? g[MU] + row * Z : NULL,
+               *gl = g[LOGVAR] ? g[LOGVAR] + row * Z : NULL;
         for (size_t k = 0; k < Z; k++) {
             double em1 = expm1(lv[k]);
             kl += 0.5 * (mu[k] * mu[k] + em1 - lv[k]);

@@ -62,17 +62,18 @@ static int shapes(loss_plan *p, loss_error *err)
                               "shape of predictions",
                               loss__shape_str(x, sx, sizeof sx));
         if (p->spec.alpha_vec.data && p->spec.alpha_vec.len != p->k)
-            return loss__fail(err, LOSS_ESHAPE, LOSS_AT_PARAM, "alpha", -1,
-                              "alpha has %zu entries but predictions have K = %zu classes",
-                              p->spec.alpha_vec.len, p->k);
+            return loss__fail(
+                err, LOSS_ESHAPE, LOSS_AT_PARAM, "alpha", -1,
+                "alpha has %zu entries but predictions have K = %zu classes",
+                p->spec.alpha_vec.len, p->k);
         loss__set_rows(p, p->k);
         return 0;
     }
     return loss__fail(err, LOSS_ESHAPE, LOSS_AT_INPUT, "targets", -1,
                       "inputs.targets has shape %s but must be %s (binary) or [%zu] "
                       "(class indices, with predictions [N, K])",
-                      loss__shape_str(t, st, sizeof st), loss__shape_str(x, sx, sizeof sx),
-                      x->shape[0]);
+                      loss__shape_str(t, st, sizeof st),
+                      loss__shape_str(x, sx, sizeof sx), x->shape[0]);
 }
 
 static int values(loss_plan *p, loss_error *err)

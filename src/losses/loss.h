@@ -42,28 +42,28 @@ extern "C" {
 
 /* Status codes: X(NAME, value, stable snake_case code, description).  The code is
  * what the server returns as "error.code"; it never changes once published. */
-#define LOSS_STATUS_MAP(X)                                                           \
-    X(OK, 0, "ok", "success")                                                        \
-    X(ENOMEM, -1, "out_of_memory", "out of memory")                                  \
-    X(EINVAL, -2, "invalid_argument", "invalid argument to a lossd core function")   \
-    X(EUNKNOWN_LOSS, -3, "unknown_loss", "unknown loss")                             \
-    X(EUNKNOWN_PARAM, -4, "unknown_parameter", "unknown parameter")                  \
-    X(EPARAM_TYPE, -5, "invalid_parameter", "parameter has the wrong type")          \
-    X(EPARAM_RANGE, -6, "parameter_out_of_range", "parameter out of range")          \
+#define LOSS_STATUS_MAP(X)                                                             \
+    X(OK, 0, "ok", "success")                                                          \
+    X(ENOMEM, -1, "out_of_memory", "out of memory")                                    \
+    X(EINVAL, -2, "invalid_argument", "invalid argument to a lossd core function")     \
+    X(EUNKNOWN_LOSS, -3, "unknown_loss", "unknown loss")                               \
+    X(EUNKNOWN_PARAM, -4, "unknown_parameter", "unknown parameter")                    \
+    X(EPARAM_TYPE, -5, "invalid_parameter", "parameter has the wrong type")            \
+    X(EPARAM_RANGE, -6, "parameter_out_of_range", "parameter out of range")            \
     X(EPARAM_CONFLICT, -7, "conflicting_parameters", "parameters do not fit together") \
-    X(EMISSING_INPUT, -8, "missing_input", "a required input is missing")            \
-    X(EUNKNOWN_INPUT, -9, "unknown_input", "unknown input")                          \
-    X(ERANK, -10, "invalid_rank", "tensor has the wrong number of dimensions")       \
-    X(ESHAPE, -11, "shape_mismatch", "tensor shapes do not match")                   \
-    X(ENONFINITE, -12, "non_finite_value", "value is NaN or infinite")               \
-    X(ECLASS_INDEX, -13, "invalid_class_index", "class index is not a valid class")  \
-    X(EPROBABILITY, -14, "probability_out_of_range", "probability outside [0, 1]")   \
-    X(ELABEL, -15, "invalid_label", "label outside the allowed set")                 \
-    X(ENEGATIVE_WEIGHT, -16, "negative_weight", "weight is negative")                \
-    X(EZERO_WEIGHT, -17, "zero_total_weight", "mean over zero total weight")         \
-    X(ETOO_LARGE, -18, "too_large", "tensor is too large")                           \
-    X(EOVERFLOW, -19, "result_not_finite", "result is not representable")            \
-    X(EUNKNOWN_KIND, -20, "unknown_kind", "unknown penalty or weighting kind")        \
+    X(EMISSING_INPUT, -8, "missing_input", "a required input is missing")              \
+    X(EUNKNOWN_INPUT, -9, "unknown_input", "unknown input")                            \
+    X(ERANK, -10, "invalid_rank", "tensor has the wrong number of dimensions")         \
+    X(ESHAPE, -11, "shape_mismatch", "tensor shapes do not match")                     \
+    X(ENONFINITE, -12, "non_finite_value", "value is NaN or infinite")                 \
+    X(ECLASS_INDEX, -13, "invalid_class_index", "class index is not a valid class")    \
+    X(EPROBABILITY, -14, "probability_out_of_range", "probability outside [0, 1]")     \
+    X(ELABEL, -15, "invalid_label", "label outside the allowed set")                   \
+    X(ENEGATIVE_WEIGHT, -16, "negative_weight", "weight is negative")                  \
+    X(EZERO_WEIGHT, -17, "zero_total_weight", "mean over zero total weight")           \
+    X(ETOO_LARGE, -18, "too_large", "tensor is too large")                             \
+    X(EOVERFLOW, -19, "result_not_finite", "result is not representable")              \
+    X(EUNKNOWN_KIND, -20, "unknown_kind", "unknown penalty or weighting kind")         \
     X(EMISSING_PARAM, -21, "missing_parameter", "a required parameter is missing")
 
 typedef enum loss_status {
@@ -118,7 +118,8 @@ typedef enum loss_param_type {
     LOSS_PARAM_ENUM,            /* one of choices[] */
     LOSS_PARAM_INTEGER,         /* an integral double within [min, max] */
     LOSS_PARAM_VECTOR,          /* a vector of finite doubles >= min */
-    LOSS_PARAM_NUMBER_OR_VECTOR /* a number in [min, max], or a vector of numbers >= vmin */
+    LOSS_PARAM_NUMBER_OR_VECTOR /* a number in [min, max], or a vector of numbers >= vmin
+                                 */
 } loss_param_type;
 
 /* Range flags. */
@@ -128,31 +129,31 @@ typedef enum loss_param_type {
 typedef struct loss_param_desc {
     const char *name;
     loss_param_type type;
-    const char *doc;             /* one sentence for the catalog */
-    int has_default;             /* 0: optional, absent means "none" (JSON null) */
-    double def;                  /* default; for ENUM the index into choices */
-    double min, max;             /* range for NUMBER/INTEGER and the number form */
-    unsigned flags;              /* LOSS_MIN_EXCLUSIVE, LOSS_MAX_EXCLUSIVE */
-    double vmin;                 /* lower bound (inclusive) of vector elements */
-    const char *const *choices;  /* ENUM: NULL-terminated */
-    size_t offset;               /* scalar field inside the spec struct */
-    size_t vec_offset;           /* loss_vec field for VECTOR / NUMBER_OR_VECTOR */
+    const char *doc;            /* one sentence for the catalog */
+    int has_default;            /* 0: optional, absent means "none" (JSON null) */
+    double def;                 /* default; for ENUM the index into choices */
+    double min, max;            /* range for NUMBER/INTEGER and the number form */
+    unsigned flags;             /* LOSS_MIN_EXCLUSIVE, LOSS_MAX_EXCLUSIVE */
+    double vmin;                /* lower bound (inclusive) of vector elements */
+    const char *const *choices; /* ENUM: NULL-terminated */
+    size_t offset;              /* scalar field inside the spec struct */
+    size_t vec_offset;          /* loss_vec field for VECTOR / NUMBER_OR_VECTOR */
 } loss_param_desc;
 
 typedef struct loss_input_desc {
     const char *name;
-    const char *shape;   /* for people, e.g. "[N,K]" or "same as predictions" */
-    int differentiable;  /* gradients are returned for this input */
+    const char *shape;  /* for people, e.g. "[N,K]" or "same as predictions" */
+    int differentiable; /* gradients are returned for this input */
     const char *doc;
 } loss_input_desc;
 
 struct loss__ops; /* private: kernels and validation hooks */
 
 typedef struct loss_desc {
-    const char *name;     /* "huber" */
-    const char *family;   /* "regression", "classification", "embedding", "generative" */
-    const char *summary;  /* one sentence */
-    const char *formula;  /* the per-example loss, as in the contract */
+    const char *name;    /* "huber" */
+    const char *family;  /* "regression", "classification", "embedding", "generative" */
+    const char *summary; /* one sentence */
+    const char *formula; /* the per-example loss, as in the contract */
     const char *losses_shape;      /* shape of the per-example losses, for people */
     int has_accuracy;              /* metrics.accuracy is reported */
     const char *const *components; /* NULL-terminated names, or NULL */
@@ -259,18 +260,18 @@ typedef struct loss_plan {
 
     /* private */
     loss_tensor in[LOSS_MAX_INPUTS];
-    const double *weights;  /* NULL: unweighted */
-    int weights_per_term;   /* 1: one weight per term, 0: one per example */
-    int elementwise;        /* 1: one term per element of input 0 */
-    int mode;               /* loss-specific variant (index/probability targets...) */
-    size_t term_len;        /* elements per term in row inputs (K, D...) */
-    size_t per_example;     /* terms per example (element-wise losses) */
-    size_t k, d, z;         /* classes, features, latent size */
-    size_t n_sums;          /* 1 + aux sums */
-    double den;             /* sum of term weights (the mean's denominator) */
-    double grad_factor;     /* extra gradient multiplier (objectives) */
-    double gscale;          /* grad_factor / den, or grad_factor for sums */
-    double *sums;           /* owned: n_sums x n_blocks block sums */
+    const double *weights; /* NULL: unweighted */
+    int weights_per_term;  /* 1: one weight per term, 0: one per example */
+    int elementwise;       /* 1: one term per element of input 0 */
+    int mode;              /* loss-specific variant (index/probability targets...) */
+    size_t term_len;       /* elements per term in row inputs (K, D...) */
+    size_t per_example;    /* terms per example (element-wise losses) */
+    size_t k, d, z;        /* classes, features, latent size */
+    size_t n_sums;         /* 1 + aux sums */
+    double den;            /* sum of term weights (the mean's denominator) */
+    double grad_factor;    /* extra gradient multiplier (objectives) */
+    double gscale;         /* grad_factor / den, or grad_factor for sums */
+    double *sums;          /* owned: n_sums x n_blocks block sums */
 } loss_plan;
 
 /* Validates spec and inputs and prepares the evaluation.  inputs[] has
@@ -279,9 +280,9 @@ typedef struct loss_plan {
  * probabilities, weights, and a mean over zero total weight.  On success the plan
  * owns a small block table: release it with loss_plan_free (which accepts a plan
  * that failed to initialise, and a zeroed one). */
-LOSS_API int loss_plan_init(loss_plan *p, const loss_spec *spec, const loss_tensor *inputs,
-                            const loss_tensor *weights, loss_reduction reduction,
-                            loss_error *err);
+LOSS_API int loss_plan_init(loss_plan *p, const loss_spec *spec,
+                            const loss_tensor *inputs, const loss_tensor *weights,
+                            loss_reduction reduction, loss_error *err);
 LOSS_API void loss_plan_free(loss_plan *p);
 
 /* Multiplies every gradient by factor (an objective's task weight).  Call before
@@ -297,7 +298,8 @@ typedef struct loss_outputs {
 
 /* Evaluates blocks [b0, b1): writes their losses and gradients and records their
  * partial sums in the plan.  Calls on disjoint block ranges may run concurrently. */
-LOSS_API int loss_eval_blocks(loss_plan *p, size_t b0, size_t b1, const loss_outputs *out);
+LOSS_API int loss_eval_blocks(loss_plan *p, size_t b0, size_t b1,
+                              const loss_outputs *out);
 
 typedef struct loss_result {
     double cost;
@@ -322,9 +324,10 @@ LOSS_API double loss_sum(const double *x, size_t n);
 /* ---- Objectives: task weighting ---- */
 
 typedef enum loss_weighting {
-    LOSS_WEIGHTING_FIXED = 0,        /* sum_i w_i L_i */
-    LOSS_WEIGHTING_LOG_SIGMA = 1,    /* sum_i L_i / (2 sigma_i^2) + log sigma_i, s = log sigma */
-    LOSS_WEIGHTING_LOG_VARIANCE = 2  /* sum_i 0.5 e^-s L_i + 0.5 s, s = log sigma^2 */
+    LOSS_WEIGHTING_FIXED = 0, /* sum_i w_i L_i */
+    LOSS_WEIGHTING_LOG_SIGMA =
+        1, /* sum_i L_i / (2 sigma_i^2) + log sigma_i, s = log sigma */
+    LOSS_WEIGHTING_LOG_VARIANCE = 2 /* sum_i 0.5 e^-s L_i + 0.5 s, s = log sigma^2 */
 } loss_weighting;
 
 /* Task weighting over n task costs.  param[i] is the fixed weight w_i (>= 0) or the
@@ -348,8 +351,8 @@ LOSS_API double loss_weighting_factor(loss_weighting scheme, double param);
 /* ---- Objectives: regularization penalties ---- */
 
 typedef enum loss_penalty_kind {
-    LOSS_PENALTY_L2 = 0,    /* (lambda/2) |theta|^2 */
-    LOSS_PENALTY_L1 = 1,    /* lambda |theta|_1 */
+    LOSS_PENALTY_L2 = 0,         /* (lambda/2) |theta|^2 */
+    LOSS_PENALTY_L1 = 1,         /* lambda |theta|_1 */
     LOSS_PENALTY_ELASTIC_NET = 2 /* lambda (rho |theta|_1 + (1-rho)/2 |theta|^2) */
 } loss_penalty_kind;
 

@@ -11,9 +11,12 @@
 double loss_weighting_factor(loss_weighting scheme, double param)
 {
     switch (scheme) {
-    case LOSS_WEIGHTING_FIXED: return param;
-    case LOSS_WEIGHTING_LOG_SIGMA: return 0.5 * exp(-2.0 * param); /* 1/(2σ²) */
-    case LOSS_WEIGHTING_LOG_VARIANCE: return 0.5 * exp(-param);    /* 1/(2σ²) */
+    case LOSS_WEIGHTING_FIXED:
+        return param;
+    case LOSS_WEIGHTING_LOG_SIGMA:
+        return 0.5 * exp(-2.0 * param); /* 1/(2σ²) */
+    case LOSS_WEIGHTING_LOG_VARIANCE:
+        return 0.5 * exp(-param); /* 1/(2σ²) */
     }
     return NAN;
 }
@@ -27,7 +30,8 @@ int loss_weighting_eval(loss_weighting scheme, size_t n, const double *cost,
         return loss__fail(err, LOSS_EUNKNOWN_KIND, LOSS_AT_PARAM, "scheme", -1,
                           "unknown weighting scheme %d", (int)scheme);
     double *contrib = malloc((n ? n : 1) * sizeof *contrib);
-    if (!contrib) return loss__fail(err, LOSS_ENOMEM, LOSS_AT_NONE, NULL, -1, "out of memory");
+    if (!contrib)
+        return loss__fail(err, LOSS_ENOMEM, LOSS_AT_NONE, NULL, -1, "out of memory");
     const char *name = names[scheme];
     for (size_t i = 0; i < n; i++) {
         double s = param[i], L = cost[i];
@@ -55,7 +59,8 @@ int loss_weighting_eval(loss_weighting scheme, size_t n, const double *cost,
         if (!isfinite(eff) || !isfinite(c)) {
             free(contrib);
             return loss__fail(err, LOSS_EOVERFLOW, LOSS_AT_PARAM, name, (long long)i,
-                              "%s[%zu] = %g makes the task's weight overflow", name, i, s);
+                              "%s[%zu] = %g makes the task's weight overflow", name, i,
+                              s);
         }
         contrib[i] = c;
         if (out->effective_weight) out->effective_weight[i] = eff;
@@ -90,8 +95,8 @@ static const loss_param_desc penalty_params[] = {
      LOSS_MIN_EXCLUSIVE, 0, NULL, PEN_OFF(sigma), 0},
     {"b", LOSS_PARAM_NUMBER, "scale of the Laplace prior", 0, 0, 0.0, INFINITY,
      LOSS_MIN_EXCLUSIVE, 0, NULL, PEN_OFF(b), 0},
-    {"l1_ratio", LOSS_PARAM_NUMBER, "elastic_net: share ρ of the L1 part", 1, 0.5, 0.0, 1.0,
-     0, 0, NULL, PEN_OFF(l1_ratio), 0},
+    {"l1_ratio", LOSS_PARAM_NUMBER, "elastic_net: share ρ of the L1 part", 1, 0.5, 0.0,
+     1.0, 0, 0, NULL, PEN_OFF(l1_ratio), 0},
     {"dataset_size", LOSS_PARAM_INTEGER,
      "divide the penalty by the number of training examples n (exact MAP with "
      "mean-reduced minibatch costs)",
@@ -105,8 +110,9 @@ const char *loss_penalty_kind_name(loss_penalty_kind kind)
 
 loss_param_set loss_penalty_params(loss_penalty *pen)
 {
-    return (loss_param_set){penalty_params, sizeof penalty_params / sizeof penalty_params[0],
-                            pen, &pen->given, &pen->present};
+    return (loss_param_set){penalty_params,
+                            sizeof penalty_params / sizeof penalty_params[0], pen,
+                            &pen->given, &pen->present};
 }
 
 int loss_penalty_init(loss_penalty *pen, const char *kind, loss_error *err)
@@ -133,7 +139,8 @@ int loss_penalty_resolve(loss_penalty *pen, loss_error *err)
     if (GIVEN(pen, P_L1_RATIO) && pen->kind != LOSS_PENALTY_ELASTIC_NET)
         return loss__fail(err, LOSS_EPARAM_CONFLICT, LOSS_AT_PARAM, "l1_ratio", -1,
                           "l1_ratio applies to elastic_net only, not %s", kind);
-    if (GIVEN(pen, P_SIGMA) && !(GIVEN(pen, P_PRIOR) && pen->prior == LOSS_PRIOR_GAUSSIAN))
+    if (GIVEN(pen, P_SIGMA) &&
+        !(GIVEN(pen, P_PRIOR) && pen->prior == LOSS_PRIOR_GAUSSIAN))
         return loss__fail(err, LOSS_EPARAM_CONFLICT, LOSS_AT_PARAM, "sigma", -1,
                           "sigma goes with \"prior\": \"gaussian\"");
     if (GIVEN(pen, P_B) && !(GIVEN(pen, P_PRIOR) && pen->prior == LOSS_PRIOR_LAPLACE))
@@ -192,9 +199,13 @@ int loss_penalty_eval(const loss_penalty *pen, const double *theta, size_t n,
     for (size_t k = 0; k < n; k++)
         if (!isfinite(theta[k]))
             return loss__fail(err, LOSS_ENONFINITE, LOSS_AT_PARAM, "params", (long long)k,
-                              "params[%zu] is %s", k, isnan(theta[k]) ? "NaN" : "infinite");
-    double lam = pen->lambda, scale = GIVEN(pen, P_DATASET_SIZE) ? 1.0 / pen->dataset_size : 1.0;
-    double rho = pen->kind == LOSS_PENALTY_L1 ? 1.0 : pen->kind == LOSS_PENALTY_L2 ? 0.0 : pen->l1_ratio;
+                              "params[%zu] is %s", k,
+                              isnan(theta[k]) ? "NaN" : "infinite");
+    double lam = pen->lambda,
+           scale = GIVEN(pen, P_DATASET_SIZE) ? 1.0 / pen->dataset_size : 1.0;
+    double rho = pen->kind == LOSS_PENALTY_L1   ? 1.0
+                 : pen->kind == LOSS_PENALTY_L2 ? 0.0
+                                                : pen->l1_ratio;
     ksum sq = {0, 0}, ab = {0, 0};
     for (size_t k = 0; k < n; k++) {
         double t = theta[k], sign = (t > 0) - (t < 0);
@@ -209,7 +220,8 @@ int loss_penalty_eval(const loss_penalty *pen, const double *theta, size_t n,
     if (!isfinite(v)) {
         if (grad) memset(grad, 0, n * sizeof *grad);
         return loss__fail(err, LOSS_EOVERFLOW, LOSS_AT_PARAM, "params", -1,
-                          "the %s penalty is not representable", loss_penalty_kind_name(pen->kind));
+                          "the %s penalty is not representable",
+                          loss_penalty_kind_name(pen->kind));
     }
     *penalty = v;
     return 0;

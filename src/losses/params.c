@@ -35,12 +35,18 @@ static loss_vec *vec_field(const loss_param_set *ps, const loss_param_desc *d)
 static const char *type_name(loss_param_type t)
 {
     switch (t) {
-    case LOSS_PARAM_NUMBER: return "a number";
-    case LOSS_PARAM_BOOL: return "a boolean";
-    case LOSS_PARAM_ENUM: return "a string";
-    case LOSS_PARAM_INTEGER: return "an integer";
-    case LOSS_PARAM_VECTOR: return "an array of numbers";
-    case LOSS_PARAM_NUMBER_OR_VECTOR: return "a number or an array of numbers";
+    case LOSS_PARAM_NUMBER:
+        return "a number";
+    case LOSS_PARAM_BOOL:
+        return "a boolean";
+    case LOSS_PARAM_ENUM:
+        return "a string";
+    case LOSS_PARAM_INTEGER:
+        return "an integer";
+    case LOSS_PARAM_VECTOR:
+        return "an array of numbers";
+    case LOSS_PARAM_NUMBER_OR_VECTOR:
+        return "a number or an array of numbers";
     }
     return "?";
 }
@@ -65,7 +71,8 @@ static int lookup(const loss_param_set *ps, const char *name, size_t *ix,
 static int wrong_type(const loss_param_desc *d, const char *got, loss_error *err)
 {
     return loss__fail(err, LOSS_EPARAM_TYPE, LOSS_AT_PARAM, d->name, -1,
-                      "parameter %s must be %s, got %s", d->name, type_name(d->type), got);
+                      "parameter %s must be %s, got %s", d->name, type_name(d->type),
+                      got);
 }
 
 static void mark(const loss_param_set *ps, size_t ix, int present)
@@ -174,10 +181,10 @@ int loss_params_set_vector(const loss_param_set *ps, const char *name, const dou
         return wrong_type(d, "an array", err);
     for (size_t i = 0; i < n; i++)
         if (!isfinite(v[i]) || v[i] < d->vmin)
-            return loss__fail(err, LOSS_EPARAM_RANGE, LOSS_AT_PARAM, d->name,
-                              (long long)i,
-                              "parameter %s[%zu] must be a finite number >= %g, got %.17g",
-                              d->name, i, d->vmin, v[i]);
+            return loss__fail(
+                err, LOSS_EPARAM_RANGE, LOSS_AT_PARAM, d->name, (long long)i,
+                "parameter %s[%zu] must be a finite number >= %g, got %.17g", d->name, i,
+                d->vmin, v[i]);
     *vec_field(ps, d) = (loss_vec){v, n};
     mark(ps, ix, 1);
     return 0;
@@ -250,7 +257,8 @@ static void set_defaults(const loss_param_set *ps)
 
 static loss_param_set spec_set(loss_spec *s)
 {
-    return (loss_param_set){s->desc->params, s->desc->n_params, s, &s->given, &s->present};
+    return (loss_param_set){s->desc->params, s->desc->n_params, s, &s->given,
+                            &s->present};
 }
 
 int loss_spec_init(loss_spec *s, const char *name, loss_error *err)
@@ -273,11 +281,11 @@ int loss_spec_init(loss_spec *s, const char *name, loss_error *err)
     return 0;
 }
 
-#define SPEC_GUARD(s)                                                                  \
-    do {                                                                               \
-        if (!(s)->desc)                                                                \
-            return loss__fail(err, LOSS_EINVAL, LOSS_AT_NONE, NULL, -1,               \
-                              "loss spec is not initialised");                        \
+#define SPEC_GUARD(s)                                                   \
+    do {                                                                \
+        if (!(s)->desc)                                                 \
+            return loss__fail(err, LOSS_EINVAL, LOSS_AT_NONE, NULL, -1, \
+                              "loss spec is not initialised");          \
     } while (0)
 
 int loss_spec_set_number(loss_spec *s, const char *param, double v, loss_error *err)

@@ -71,9 +71,8 @@ int loss__need_rows(const loss_plan *p, size_t i, size_t *x, const char *xname,
     if (t->shape[0] != p->n || (*x != (size_t)-1 && t->shape[1] != *x))
         return loss__fail(err, LOSS_ESHAPE, LOSS_AT_INPUT, input_name(p, i), -1,
                           "inputs.%s has shape %s but must be [%zu, %s=%zu] like %s",
-                          input_name(p, i), loss__shape_str(t, s, sizeof s), p->n,
-                          xname, *x == (size_t)-1 ? t->shape[1] : *x,
-                          input_name(p, 0));
+                          input_name(p, i), loss__shape_str(t, s, sizeof s), p->n, xname,
+                          *x == (size_t)-1 ? t->shape[1] : *x, input_name(p, 0));
     *x = t->shape[1];
     return 0;
 }
@@ -162,8 +161,8 @@ static int check_finite(const loss_tensor *t, size_t n, loss_where where,
     for (size_t k = 0; k < n; k++) {
         if (isfinite(t->data[k])) continue;
         char ix[96];
-        return loss__fail(err, LOSS_ENONFINITE, where, name, (long long)k,
-                          "%s%s%s is %s", where == LOSS_AT_INPUT ? "inputs." : "", name,
+        return loss__fail(err, LOSS_ENONFINITE, where, name, (long long)k, "%s%s%s is %s",
+                          where == LOSS_AT_INPUT ? "inputs." : "", name,
                           index_str(t, k, ix, sizeof ix),
                           isnan(t->data[k]) ? "NaN" : "infinite");
     }
@@ -297,7 +296,8 @@ int loss_plan_init(loss_plan *p, const loss_spec *spec, const loss_tensor *input
     p->n_blocks = (p->n_terms + p->block - 1) / p->block;
     p->n_sums = 1 + ops->n_aux;
     p->sums = calloc(p->n_sums * (p->n_blocks ? p->n_blocks : 1), sizeof *p->sums);
-    if (!p->sums) return loss__fail(err, LOSS_ENOMEM, LOSS_AT_NONE, NULL, -1, "out of memory");
+    if (!p->sums)
+        return loss__fail(err, LOSS_ENOMEM, LOSS_AT_NONE, NULL, -1, "out of memory");
 
     p->den = denominator(p, p->sums);
     if (reduction == LOSS_MEAN && !(p->den > 0)) {
@@ -307,8 +307,8 @@ int loss_plan_init(loss_plan *p, const loss_spec *spec, const loss_tensor *input
                    "the mean is over zero total weight (%s); use reduction \"sum\" or "
                    "give some example a positive weight",
                    p->n_terms == 0 ? "the batch is empty"
-                   : weights      ? "every weight is 0"
-                                  : "every example is ignored");
+                   : weights       ? "every weight is 0"
+                                   : "every example is ignored");
         loss_plan_free(p);
         return LOSS_EZERO_WEIGHT;
     }
@@ -387,7 +387,8 @@ int loss_finish(const loss_plan *p, loss_result *r, loss_error *err)
         r->n_components = j;
     }
     int finite = isfinite(r->cost);
-    for (size_t j = 0; j < r->n_components; j++) finite = finite && isfinite(r->components[j]);
+    for (size_t j = 0; j < r->n_components; j++)
+        finite = finite && isfinite(r->components[j]);
     if (!finite) {
         double c = r->cost;
         memset(r, 0, sizeof *r);

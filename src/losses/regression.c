@@ -79,13 +79,33 @@ static const loss_param_desc huber_params[] = {
 };
 
 const loss_desc loss__mse = {
-    "mse", "regression", "Squared error.", "l = (y - ŷ)²", "shape of predictions", 0, NULL,
-    0, NULL, 2, inputs, &mse_ops,
+    "mse",
+    "regression",
+    "Squared error.",
+    "l = (y - ŷ)²",
+    "shape of predictions",
+    0,
+    NULL,
+    0,
+    NULL,
+    2,
+    inputs,
+    &mse_ops,
 };
 
 const loss_desc loss__mae = {
-    "mae", "regression", "Absolute error; its gradient at r = 0 is 0.", "l = |y - ŷ|",
-    "shape of predictions", 0, NULL, 0, NULL, 2, inputs, &mae_ops,
+    "mae",
+    "regression",
+    "Absolute error; its gradient at r = 0 is 0.",
+    "l = |y - ŷ|",
+    "shape of predictions",
+    0,
+    NULL,
+    0,
+    NULL,
+    2,
+    inputs,
+    &mae_ops,
 };
 
 const loss_desc loss__huber = {

@@ -8,8 +8,8 @@
 const char *loss_strerror(int status)
 {
     switch (status) {
-#define LOSS_STATUS_TEXT_(name, value, code, text)                                     \
-    case LOSS_##name:                                                                  \
+#define LOSS_STATUS_TEXT_(name, value, code, text) \
+    case LOSS_##name:                              \
         return text;
         LOSS_STATUS_MAP(LOSS_STATUS_TEXT_)
 #undef LOSS_STATUS_TEXT_
@@ -20,8 +20,8 @@ const char *loss_strerror(int status)
 const char *loss_status_code(int status)
 {
     switch (status) {
-#define LOSS_STATUS_CODE_(name, value, code, text)                                     \
-    case LOSS_##name:                                                                  \
+#define LOSS_STATUS_CODE_(name, value, code, text) \
+    case LOSS_##name:                              \
         return code;
         LOSS_STATUS_MAP(LOSS_STATUS_CODE_)
 #undef LOSS_STATUS_CODE_

@@ -19,8 +19,8 @@ static const loss_param_desc params[] = {
     {"margin", LOSS_PARAM_NUMBER, "the margin α", 1, 1.0, 0.0, INFINITY, 0, 0, NULL,
      LOSS__OFF(margin), 0},
     {"squared", LOSS_PARAM_BOOL,
-     "squared Euclidean distances (the seed's form); false: PyTorch TripletMarginLoss",
-     1, 1, 0, 0, 0, 0, NULL, LOSS__OFF(squared), 0},
+     "squared Euclidean distances (the seed's form); false: PyTorch TripletMarginLoss", 1,
+     1, 0, 0, 0, 0, NULL, LOSS__OFF(squared), 0},
 };
 
 static int shapes(loss_plan *p, loss_error *err)

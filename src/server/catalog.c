@@ -20,12 +20,18 @@ static void num(srv_buf *b, double v)
 static const char *type_name(loss_param_type t)
 {
     switch (t) {
-    case LOSS_PARAM_NUMBER: return "number";
-    case LOSS_PARAM_BOOL: return "boolean";
-    case LOSS_PARAM_ENUM: return "string";
-    case LOSS_PARAM_INTEGER: return "integer";
-    case LOSS_PARAM_VECTOR: return "array";
-    case LOSS_PARAM_NUMBER_OR_VECTOR: return "number_or_array";
+    case LOSS_PARAM_NUMBER:
+        return "number";
+    case LOSS_PARAM_BOOL:
+        return "boolean";
+    case LOSS_PARAM_ENUM:
+        return "string";
+    case LOSS_PARAM_INTEGER:
+        return "integer";
+    case LOSS_PARAM_VECTOR:
+        return "array";
+    case LOSS_PARAM_NUMBER_OR_VECTOR:
+        return "number_or_array";
     }
     return "?";
 }

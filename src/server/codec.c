@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,8 @@ static shape_text shape_str(const loss_tensor *t)
     shape_text out = {"["};
     size_t used = 1;
     for (size_t i = 0; i < t->rank && used < sizeof out.s; i++) {
-        int w = snprintf(out.s + used, sizeof out.s - used, "%s%zu", i ? ", " : "", t->shape[i]);
+        int w = snprintf(out.s + used, sizeof out.s - used, "%s%zu", i ? ", " : "",
+                         t->shape[i]);
         if (w > 0) used += (size_t)w;
     }
     if (used < sizeof out.s - 1) snprintf(out.s + used, sizeof out.s - used, "]");
@@ -56,14 +58,20 @@ static shape_text shape_str(const loss_tensor *t)
 static const char *json_type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
     case JSON_INTEGER:
-    case JSON_REAL: return "a number";
+    case JSON_REAL:
+        return "a number";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
     }
     return "?";
 }
@@ -87,7 +95,8 @@ static int count_elements(srv_job *j, size_t n, const char *path)
     j->n_elements += n;
     if (j->max_elements && j->n_elements > j->max_elements)
         return fail(j, 413, "too_many_elements", path,
-                    "the request has more than %zu numbers (--max-elements)", j->max_elements);
+                    "the request has more than %zu numbers (--max-elements)",
+                    j->max_elements);
     return 0;
 }
 
@@ -123,10 +132,11 @@ static int nested_fill(srv_job *j, const json_t *v, const loss_tensor *t, size_t
     }
     if (!json_is_array(v) || json_array_size(v) != t->shape[depth])
         return fail(j, 422, "invalid_tensor", path,
-                    json_is_array(v) ? "%s has %zu elements but its siblings have %zu (arrays "
-                                       "must be rectangular)"
-                                     : "%s is not an array but its siblings are arrays of %zu "
-                                       "(arrays must be rectangular)",
+                    json_is_array(v)
+                        ? "%s has %zu elements but its siblings have %zu (arrays "
+                          "must be rectangular)"
+                        : "%s is not an array but its siblings are arrays of %zu "
+                          "(arrays must be rectangular)",
                     path, json_is_array(v) ? json_array_size(v) : t->shape[depth],
                     t->shape[depth]);
     for (size_t i = 0; i < t->shape[depth]; i++) {
@@ -154,8 +164,8 @@ static int numbers(srv_job *j, const json_t *v, const char *path, double **out, 
         }
     }
     if (!json_is_array(v))
-        return fail(j, 422, "invalid_field", path, "%s must be an array of numbers, not %s",
-                    path, json_type_name(v));
+        return fail(j, 422, "invalid_field", path,
+                    "%s must be an array of numbers, not %s", path, json_type_name(v));
     size_t len = json_array_size(v);
     double *d = own(j, len);
     if (!d) return fail(j, 500, "internal_error", path, "out of memory");
@@ -191,15 +201,74 @@ static int apply_dtype(srv_job *j, double *d, size_t n, int dtype, const char *p
             if (floor(v) != v || v < -lim || v >= lim) goto bad;
         }
         continue;
-    bad: {
+    bad : {
         char p[PTR_MAX];
         snprintf(p, sizeof p, "%s/data", path);
         srv_pointer_push_index(p, sizeof p, i);
-        return fail(j, 422, "invalid_tensor", p, "%s = %.17g is not a valid %s value", p, v,
-                    dtype_names[dtype]);
+        return fail(j, 422, "invalid_tensor", p, "%s = %.17g is not a valid %s value", p,
+                    v, dtype_names[dtype]);
     }
     }
     return 0;
+}
+
+static const size_t dtype_size[] = {8, 4, 8, 4};
+
+/* The bytes of a binary tensor as doubles (little-endian), checked against the
+ * dtype as JSON data is. */
+static int binary_data(srv_job *j, srv_binref *b, size_t n, int dtype, double **out,
+                       const char *path)
+{
+    const unsigned char *src = (const unsigned char *)j->body + j->json_len + b->offset;
+    /* float64 aligned in the body: no copy. */
+    if (dtype == SRV_DTYPE_FLOAT64 && ((uintptr_t)src % sizeof(double)) == 0) {
+        *out = (double *)(uintptr_t)src;
+        return 0;
+    }
+    double *d = own(j, n);
+    if (!d) return fail(j, 500, "internal_error", path, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const unsigned char *e = src + i * dtype_size[dtype];
+        switch (dtype) {
+        case SRV_DTYPE_FLOAT64:
+            memcpy(&d[i], e, 8);
+            break;
+        case SRV_DTYPE_FLOAT32: {
+            float f;
+            memcpy(&f, e, 4);
+            d[i] = (double)f;
+            break;
+        }
+        case SRV_DTYPE_INT64: {
+            int64_t v;
+            memcpy(&v, e, 8);
+            if (v > ((int64_t)1 << 53) || v < -((int64_t)1 << 53)) {
+                char p[PTR_MAX];
+                snprintf(p, sizeof p, "%s/data/%zu", path, i);
+                return fail(j, 422, "invalid_tensor", p,
+                            "%s = %lld is not exactly representable as a double", p,
+                            (long long)v);
+            }
+            d[i] = (double)v;
+            break;
+        }
+        case SRV_DTYPE_INT32: {
+            int32_t v;
+            memcpy(&v, e, 4);
+            d[i] = (double)v;
+            break;
+        }
+        }
+    }
+    *out = d;
+    return 0;
+}
+
+static srv_binref *find_binary(srv_job *j, const char *path)
+{
+    for (size_t k = 0; k < j->n_bins; k++)
+        if (!strcmp(j->bins[k].path, path)) return &j->bins[k];
+    return NULL;
 }
 
 static int tensor_object(srv_job *j, const json_t *v, const char *path, loss_tensor *t,
@@ -210,21 +279,32 @@ static int tensor_object(srv_job *j, const json_t *v, const char *path, loss_ten
     char p[PTR_MAX];
     json_object_foreach((json_t *)v, key, val)
     {
-        if (strcmp(key, "shape") && strcmp(key, "data") && strcmp(key, "dtype")) {
+        if (strcmp(key, "shape") && strcmp(key, "data") && strcmp(key, "dtype") &&
+            strcmp(key, "binary_data_size")) {
             snprintf(p, sizeof p, "%s", path);
             srv_pointer_push(p, sizeof p, key, strlen(key));
-            return fail(j, 422, "unknown_field", p,
-                        "%s is not a field of a tensor object (shape, data, dtype)", p);
+            return fail(
+                j, 422, "unknown_field", p,
+                "%s is not a field of a tensor object (shape, data or binary_data_size, "
+                "dtype)",
+                p);
         }
     }
     const json_t *shape = json_object_get(v, "shape"), *data = json_object_get(v, "data");
     const json_t *dtype = json_object_get(v, "dtype");
-    if (!shape || !data) {
+    const json_t *bsize = json_object_get(v, "binary_data_size");
+    if (data && bsize) {
+        join(p, path, "/binary_data_size");
+        return fail(j, 422, "conflicting_parameters", p,
+                    "%s: a tensor has \"data\" or \"binary_data_size\", not both", p);
+    }
+    if (!shape || (!data && !bsize)) {
         join(p, path, shape ? "/data" : "/shape");
         return fail(j, 422, "missing_field", p, "a tensor object needs %s", p);
     }
     form->object = 1;
     form->dtype = SRV_DTYPE_FLOAT64;
+    form->binary = bsize != NULL;
     if (dtype) {
         join(p, path, "/dtype");
         int k = -1;
@@ -240,8 +320,8 @@ static int tensor_object(srv_job *j, const json_t *v, const char *path, loss_ten
     join(p, path, "/shape");
     if (numbers(j, shape, p, &dims, &rank)) return -1;
     if (rank > LOSS_MAX_RANK)
-        return fail(j, 422, "invalid_tensor", p, "%s has %zu dimensions, at most %d", p, rank,
-                    LOSS_MAX_RANK);
+        return fail(j, 422, "invalid_tensor", p, "%s has %zu dimensions, at most %d", p,
+                    rank, LOSS_MAX_RANK);
     t->rank = rank;
     size_t want = 1;
     for (size_t i = 0; i < rank; i++) {
@@ -250,15 +330,34 @@ static int tensor_object(srv_job *j, const json_t *v, const char *path, loss_ten
                         "%s must hold non-negative integers, found %.17g", p, dims[i]);
         t->shape[i] = (size_t)dims[i];
         if (t->shape[i] && want > SIZE_MAX / t->shape[i])
-            return fail(j, 413, "too_many_elements", p, "%s describes too many elements", p);
+            return fail(j, 413, "too_many_elements", p, "%s describes too many elements",
+                        p);
         want *= t->shape[i];
+    }
+    if (bsize) {
+        join(p, path, "/binary_data_size");
+        srv_binref *b = find_binary(j, path);
+        if (!b)
+            return fail(
+                j, 400, "invalid_binary_framing", p,
+                "%s: binary tensors need the Inference-Header-Content-Length header", p);
+        b->used = 1;
+        if (want > SIZE_MAX / 8 || b->size != want * dtype_size[form->dtype])
+            return fail(j, 400, "invalid_binary_framing", p,
+                        "%s is %zu but shape %s of %s needs %zu bytes", p, b->size,
+                        shape_str(t).s, dtype_names[form->dtype],
+                        want * dtype_size[form->dtype]);
+        if (count_elements(j, want, p)) return -1;
+        if (binary_data(j, b, want, form->dtype, &values, path)) return -1;
+        t->data = values;
+        return 0;
     }
     join(p, path, "/data");
     if (numbers(j, data, p, &values, &n)) return -1;
     if (n != want)
         return fail(j, 422, "invalid_tensor", p,
-                    "%s has %zu numbers but shape %s says %zu", p, n,
-                    shape_str(t).s, want);
+                    "%s has %zu numbers but shape %s says %zu", p, n, shape_str(t).s,
+                    want);
     if (count_elements(j, n, p)) return -1;
     t->data = values;
     if (form->dtype != SRV_DTYPE_FLOAT64 && apply_dtype(j, values, n, form->dtype, path))
@@ -266,8 +365,83 @@ static int tensor_object(srv_job *j, const json_t *v, const char *path, loss_ten
     return 0;
 }
 
+/* The value at a JSON Pointer of the DOM (placeholders are leaves), or NULL. */
+static const json_t *resolve(const json_t *root, const char *ptr)
+{
+    const json_t *v = root;
+    while (v && *ptr == '/') {
+        char tok[256];
+        size_t n = 0;
+        ptr++;
+        while (*ptr && *ptr != '/' && n + 1 < sizeof tok) {
+            if (ptr[0] == '~' && (ptr[1] == '0' || ptr[1] == '1')) {
+                tok[n++] = ptr[1] == '0' ? '~' : '/';
+                ptr += 2;
+            } else {
+                tok[n++] = *ptr++;
+            }
+        }
+        tok[n] = '\0';
+        if (json_is_object(v)) {
+            v = json_object_get(v, tok);
+        } else if (json_is_array(v)) {
+            char *end;
+            unsigned long long i = strtoull(tok, &end, 10);
+            v = *tok && !*end ? json_array_get(v, (size_t)i) : NULL;
+        } else {
+            v = NULL;
+        }
+    }
+    return v;
+}
+
+/* Assigns the binary section to the tensors in the order their objects appear in
+ * the text, and checks that the sizes add up. */
+static int binary_section(srv_job *j, const json_t *root)
+{
+    size_t bin_len = j->len - j->json_len;
+    if (j->json_len == j->len) {
+        if (j->scan.n_binary)
+            return fail(j, 400, "invalid_binary_framing", j->scan.binary_paths[0],
+                        "%s has binary_data_size but the request has no "
+                        "Inference-Header-Content-Length header",
+                        j->scan.binary_paths[0]);
+        return 0;
+    }
+    j->bins = calloc(j->scan.n_binary ? j->scan.n_binary : 1, sizeof *j->bins);
+    if (!j->bins) return fail(j, 500, "internal_error", "", "out of memory");
+    size_t offset = 0;
+    for (size_t k = 0; k < j->scan.n_binary; k++) {
+        const char *path = j->scan.binary_paths[k];
+        const json_t *obj = resolve(root, path);
+        const json_t *sz = json_object_get(obj, "binary_data_size");
+        char p[PTR_MAX];
+        join(p, path, "/binary_data_size");
+        double d = json_is_number(sz) ? json_number_value(sz) : -1;
+        if (!(d >= 0 && d <= 9.0e15 && floor(d) == d))
+            return fail(j, 400, "invalid_binary_framing", p, "%s must be a byte count",
+                        p);
+        size_t size = (size_t)d;
+        if (size > bin_len - offset)
+            return fail(
+                j, 400, "invalid_binary_framing", p,
+                "%s: the tensors so far need %zu bytes after the JSON but only %zu "
+                "follow it",
+                p, offset + size, bin_len);
+        j->bins[j->n_bins++] = (srv_binref){path, offset, size, 0};
+        offset += size;
+    }
+    if (offset != bin_len)
+        return fail(j, 400, "invalid_binary_framing", "",
+                    "the binary tensors take %zu bytes but %zu follow the JSON "
+                    "(Inference-Header-Content-Length %zu of a %zu-byte body)",
+                    offset, bin_len, j->json_len, j->len);
+    return 0;
+}
+
 /* Any tensor: a number, nested arrays (lifted or not) or a tensor object. */
-static int tensor(srv_job *j, const json_t *v, const char *path, loss_tensor *t, srv_form *form)
+static int tensor(srv_job *j, const json_t *v, const char *path, loss_tensor *t,
+                  srv_form *form)
 {
     memset(t, 0, sizeof *t);
     memset(form, 0, sizeof *form);
@@ -353,8 +527,11 @@ void srv_core_error(srv_job *j, const srv_task *t, const loss_error *e)
         srv_pointer_push(p, sizeof p, "weights", 7);
         if (t) element_path(p, &t->weights, &t->wform, e->index);
         break;
-    case LOSS_AT_REDUCTION: srv_pointer_push(p, sizeof p, "reduction", 9); break;
-    case LOSS_AT_NONE: break;
+    case LOSS_AT_REDUCTION:
+        srv_pointer_push(p, sizeof p, "reduction", 9);
+        break;
+    case LOSS_AT_NONE:
+        break;
     }
     srv_error_set(&j->err, status, code, p, "%s%s%s", t && t->name ? "task " : "",
                   t && t->name ? t->name : "", t && t->name ? ": " : "");
@@ -370,7 +547,8 @@ static int spec(srv_job *j, srv_task *t, const json_t *loss)
     char p[PTR_MAX];
     loss_error e;
     join(p, t->prefix, "/loss");
-    if (!loss) return fail(j, 422, "missing_field", p, "%s is missing: give a loss name", p);
+    if (!loss)
+        return fail(j, 422, "missing_field", p, "%s is missing: give a loss name", p);
     const char *name = NULL;
     if (json_is_string(loss)) {
         name = json_string_value(loss);
@@ -378,11 +556,13 @@ static int spec(srv_job *j, srv_task *t, const json_t *loss)
         const json_t *n = json_object_get(loss, "name");
         join(p, t->prefix, "/loss/name");
         if (!n) return fail(j, 422, "missing_field", p, "%s is missing", p);
-        if (!json_is_string(n)) return fail(j, 422, "invalid_field", p, "%s must be a string", p);
+        if (!json_is_string(n))
+            return fail(j, 422, "invalid_field", p, "%s must be a string", p);
         name = json_string_value(n);
     } else {
         return fail(j, 422, "invalid_field", p,
-                    "%s must be a loss name or an object with \"name\" and parameters", p);
+                    "%s must be a loss name or an object with \"name\" and parameters",
+                    p);
     }
     if (loss_spec_init(&t->spec, name, &e)) {
         srv_error_set(&j->err, 422, loss_status_code(e.code), p, "%s", e.message);
@@ -418,7 +598,8 @@ static int spec(srv_job *j, srv_task *t, const json_t *loss)
         } else {
             join(p, t->prefix, "/loss");
             srv_pointer_push(p, sizeof p, key, strlen(key));
-            return fail(j, 422, "invalid_parameter", p, "parameter %s cannot be an object", key);
+            return fail(j, 422, "invalid_parameter", p,
+                        "parameter %s cannot be an object", key);
         }
         if (rc) {
             srv_core_error(j, t, &e);
@@ -445,17 +626,18 @@ static int check_fields(srv_job *j, const json_t *obj, const char *const *allowe
         srv_pointer_push(p, sizeof p, key, strlen(key));
         size_t used = 0;
         for (size_t i = 0; allowed[i] && used < sizeof list; i++) {
-            int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", allowed[i]);
+            int w = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "",
+                             allowed[i]);
             if (w > 0) used += (size_t)w;
         }
-        return fail(j, 422, "unknown_field", p, "%s is not a field of %s (known: %s)", p, what,
-                    list);
+        return fail(j, 422, "unknown_field", p, "%s is not a field of %s (known: %s)", p,
+                    what, list);
     }
     return 0;
 }
 
-static int outputs(srv_job *j, const json_t *v, const char *const *names, const unsigned *bits,
-                   unsigned def)
+static int outputs(srv_job *j, const json_t *v, const char *const *names,
+                   const unsigned *bits, unsigned def)
 {
     j->outputs = def;
     if (!v) return 0;
@@ -466,13 +648,16 @@ static int outputs(srv_job *j, const json_t *v, const char *const *names, const 
     for (size_t i = 0; i < json_array_size(v); i++) {
         const json_t *e = json_array_get(v, i);
         size_t k = 0;
-        while (names[k] && !(json_is_string(e) && !strcmp(json_string_value(e), names[k]))) k++;
+        while (names[k] &&
+               !(json_is_string(e) && !strcmp(json_string_value(e), names[k])))
+            k++;
         if (!names[k]) {
             snprintf(p, sizeof p, "/outputs/%zu", i);
             char list[96] = "";
             size_t used = 0;
             for (size_t m = 0; names[m]; m++) {
-                int w = snprintf(list + used, sizeof list - used, "%s\"%s\"", m ? ", " : "", names[m]);
+                int w = snprintf(list + used, sizeof list - used, "%s\"%s\"",
+                                 m ? ", " : "", names[m]);
                 if (w > 0) used += (size_t)w;
             }
             return fail(j, 422, "invalid_field", p, "%s must be one of %s", p, list);
@@ -491,10 +676,11 @@ static int task(srv_job *j, srv_task *t, const json_t *obj)
     const json_t *inputs = json_object_get(obj, "inputs");
     join(p, t->prefix, "/inputs");
     if (!inputs)
-        return fail(j, 422, "missing_field", p, "%s is missing: %s needs %zu inputs", p, d->name,
-                    d->n_inputs);
+        return fail(j, 422, "missing_field", p, "%s is missing: %s needs %zu inputs", p,
+                    d->name, d->n_inputs);
     if (!json_is_object(inputs))
-        return fail(j, 422, "invalid_field", p, "%s must be an object of named tensors", p);
+        return fail(j, 422, "invalid_field", p, "%s must be an object of named tensors",
+                    p);
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)inputs, key, v)
@@ -548,19 +734,21 @@ static int plan(srv_job *j, srv_task *t, double grad_factor)
         for (size_t i = 0; i < t->spec.desc->n_inputs; i++) {
             if (!t->spec.desc->inputs[i].differentiable) continue;
             t->out.grads[i] = own(j, t->plan.input_size[i]);
-            if (!t->out.grads[i]) return fail(j, 500, "internal_error", "", "out of memory");
+            if (!t->out.grads[i])
+                return fail(j, 500, "internal_error", "", "out of memory");
         }
     }
     return 0;
 }
 
-static const char *const loss_fields[] = {"loss", "inputs", "weights", "reduction", "outputs",
-                                          NULL};
+static const char *const loss_fields[] = {
+    "loss", "inputs", "weights", "reduction", "outputs", "binary_outputs", NULL};
 static const char *const task_fields[] = {"name",      "loss",   "inputs", "weights",
                                           "reduction", "weight", NULL};
-static const char *const objective_fields[] = {"tasks", "weighting", "regularization",
-                                               "outputs", NULL};
-static const char *const weighting_fields[] = {"scheme", "log_sigma", "log_variance", NULL};
+static const char *const objective_fields[] = {
+    "tasks", "weighting", "regularization", "outputs", "binary_outputs", NULL};
+static const char *const weighting_fields[] = {"scheme", "log_sigma", "log_variance",
+                                               NULL};
 
 static int decode_loss(srv_job *j, const json_t *root)
 {
@@ -584,20 +772,25 @@ static int weighting(srv_job *j, const json_t *w)
     j->scheme = LOSS_WEIGHTING_FIXED;
     if (!w) return 0;
     j->weighting_given = 1;
-    if (!json_is_object(w)) return fail(j, 422, "invalid_field", p, "/weighting must be an object");
+    if (!json_is_object(w))
+        return fail(j, 422, "invalid_field", p, "/weighting must be an object");
     if (check_fields(j, w, weighting_fields, "/weighting", "weighting")) return -1;
     const json_t *scheme = json_object_get(w, "scheme");
-    const json_t *ls = json_object_get(w, "log_sigma"), *lv = json_object_get(w, "log_variance");
+    const json_t *ls = json_object_get(w, "log_sigma"),
+                 *lv = json_object_get(w, "log_variance");
     const char *sc = json_is_string(scheme) ? json_string_value(scheme) : NULL;
-    if (!scheme) return fail(j, 422, "missing_field", "/weighting/scheme",
-                             "/weighting/scheme is missing: \"fixed\" or \"uncertainty\"");
+    if (!scheme)
+        return fail(j, 422, "missing_field", "/weighting/scheme",
+                    "/weighting/scheme is missing: \"fixed\" or \"uncertainty\"");
     if (!sc || (strcmp(sc, "fixed") && strcmp(sc, "uncertainty")))
         return fail(j, 422, "invalid_field", "/weighting/scheme",
                     "/weighting/scheme must be \"fixed\" or \"uncertainty\"");
     if (!strcmp(sc, "fixed")) {
         if (ls || lv)
-            return fail(j, 422, "conflicting_parameters", ls ? "/weighting/log_sigma" : "/weighting/log_variance",
-                        "the fixed scheme takes each task's \"weight\", not learned log-sigmas");
+            return fail(
+                j, 422, "conflicting_parameters",
+                ls ? "/weighting/log_sigma" : "/weighting/log_variance",
+                "the fixed scheme takes each task's \"weight\", not learned log-sigmas");
         return 0;
     }
     if (!ls && !lv)
@@ -612,8 +805,8 @@ static int weighting(srv_job *j, const json_t *w)
     size_t n;
     if (numbers(j, ls ? ls : lv, p, &s, &n)) return -1;
     if (n != j->n_tasks)
-        return fail(j, 422, "shape_mismatch", p, "%s has %zu values but there are %zu tasks", p, n,
-                    j->n_tasks);
+        return fail(j, 422, "shape_mismatch", p,
+                    "%s has %zu values but there are %zu tasks", p, n, j->n_tasks);
     for (size_t i = 0; i < n; i++) {
         if (j->tasks[i].has_weight) {
             char q[PTR_MAX];
@@ -631,11 +824,16 @@ static int penalty(srv_job *j, srv_penalty *pen, const json_t *obj, size_t k)
     char p[PTR_MAX];
     loss_error e;
     snprintf(p, sizeof p, "/regularization/%zu", k);
-    if (!json_is_object(obj)) return fail(j, 422, "invalid_field", p, "%s must be an object", p);
-    const json_t *kind = json_object_get(obj, "kind"), *params = json_object_get(obj, "params");
+    if (!json_is_object(obj))
+        return fail(j, 422, "invalid_field", p, "%s must be an object", p);
+    const json_t *kind = json_object_get(obj, "kind"),
+                 *params = json_object_get(obj, "params");
     snprintf(p, sizeof p, "/regularization/%zu/kind", k);
-    if (!kind) return fail(j, 422, "missing_field", p, "%s is missing: l2, l1 or elastic_net", p);
-    if (!json_is_string(kind)) return fail(j, 422, "invalid_field", p, "%s must be a string", p);
+    if (!kind)
+        return fail(j, 422, "missing_field", p, "%s is missing: l2, l1 or elastic_net",
+                    p);
+    if (!json_is_string(kind))
+        return fail(j, 422, "invalid_field", p, "%s must be a string", p);
     if (loss_penalty_init(&pen->pen, json_string_value(kind), &e)) {
         srv_error_set(&j->err, 422, loss_status_code(e.code), p, "%s", e.message);
         j->failed = 1;
@@ -661,7 +859,9 @@ static int penalty(srv_job *j, srv_penalty *pen, const json_t *obj, size_t k)
         if (rc) goto core;
     }
     snprintf(p, sizeof p, "/regularization/%zu/params", k);
-    if (!params) return fail(j, 422, "missing_field", p, "%s is missing: the parameters to penalise", p);
+    if (!params)
+        return fail(j, 422, "missing_field", p,
+                    "%s is missing: the parameters to penalise", p);
     if (tensor(j, params, p, &pen->params, &pen->form)) return -1;
     if (loss_penalty_resolve(&pen->pen, &e)) goto core;
     return 0;
@@ -681,8 +881,8 @@ void srv_penalty_error(srv_job *j, const srv_penalty *pen, size_t k, const loss_
     snprintf(p, sizeof p, "/regularization/%zu", k);
     srv_pointer_push(p, sizeof p, e->name, strlen(e->name));
     if (e->index >= 0) element_path(p, &pen->params, &pen->form, e->index);
-    srv_error_set(&j->err, 422, loss_status_code(e->code), p, "regularization[%zu]: %s", k,
-                  e->message);
+    srv_error_set(&j->err, 422, loss_status_code(e->code), p, "regularization[%zu]: %s",
+                  k, e->message);
     j->failed = 1;
 }
 
@@ -697,7 +897,8 @@ static int decode_objective(srv_job *j, const json_t *root)
     const json_t *tasks = json_object_get(root, "tasks");
     if (!tasks) return fail(j, 422, "missing_field", "/tasks", "/tasks is missing");
     if (!json_is_array(tasks) || json_array_size(tasks) == 0)
-        return fail(j, 422, "invalid_field", "/tasks", "/tasks must be a non-empty array of tasks");
+        return fail(j, 422, "invalid_field", "/tasks",
+                    "/tasks must be a non-empty array of tasks");
     j->n_tasks = json_array_size(tasks);
     j->tasks = calloc(j->n_tasks, sizeof *j->tasks);
     if (!j->tasks) return fail(j, 500, "internal_error", "", "out of memory");
@@ -706,13 +907,17 @@ static int decode_objective(srv_job *j, const json_t *root)
         const json_t *obj = json_array_get(tasks, i);
         snprintf(t->prefix, sizeof t->prefix, "/tasks/%zu", i);
         if (!json_is_object(obj))
-            return fail(j, 422, "invalid_field", t->prefix, "%s must be an object", t->prefix);
+            return fail(j, 422, "invalid_field", t->prefix, "%s must be an object",
+                        t->prefix);
         if (check_fields(j, obj, task_fields, t->prefix, "a task")) return -1;
         char p[PTR_MAX];
         const json_t *name = json_object_get(obj, "name");
         join(p, t->prefix, "/name");
-        if (!name) return fail(j, 422, "missing_field", p, "%s is missing: every task has a name", p);
-        if (!json_is_string(name)) return fail(j, 422, "invalid_field", p, "%s must be a string", p);
+        if (!name)
+            return fail(j, 422, "missing_field", p,
+                        "%s is missing: every task has a name", p);
+        if (!json_is_string(name))
+            return fail(j, 422, "invalid_field", p, "%s must be a string", p);
         t->name = json_string_value(name);
         for (size_t k = 0; k < i; k++)
             if (!strcmp(j->tasks[k].name, t->name))
@@ -772,14 +977,16 @@ int srv_codec_decode(srv_job *j)
     /* JSON_ALLOW_NUL: only the scanner's placeholders can hold a NUL, since it
      * rejected "\u0000" in the body's strings. */
     json_t *root = json_loadb(j->scan.text, j->scan.text_len,
-                              JSON_DECODE_INT_AS_REAL | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+                              JSON_DECODE_INT_AS_REAL | JSON_REJECT_DUPLICATES |
+                                  JSON_ALLOW_NUL | JSON_DECODE_ANY,
                               &je);
     if (!root) {
         int line, column;
-        size_t at = srv_scan_original_offset(&j->scan, (size_t)je.position, &line, &column);
+        size_t at =
+            srv_scan_original_offset(&j->scan, (size_t)je.position, &line, &column);
         return fail(j, 400, "malformed_json", "",
-                    "the body is not valid JSON: %s (line %d, column %d, byte %zu)", je.text,
-                    line, column, at);
+                    "the body is not valid JSON: %s (line %d, column %d, byte %zu)",
+                    je.text, line, column, at);
     }
     j->root = root;
     if (!json_is_object(root))
@@ -787,12 +994,25 @@ int srv_codec_decode(srv_job *j)
                     "the body must be a JSON object, not %s", json_type_name(root));
     if (j->ep == SRV_EP_AUTO)
         j->ep = json_object_get(root, "tasks") ? SRV_EP_OBJECTIVE : SRV_EP_LOSS;
+    const json_t *bo = json_object_get(root, "binary_outputs");
+    if (bo && !json_is_boolean(bo))
+        return fail(j, 422, "invalid_field", "/binary_outputs",
+                    "/binary_outputs must be true or false");
+    j->binary_out = json_is_true(bo);
+    if (binary_section(j, root)) return -1;
     return j->ep == SRV_EP_LOSS ? decode_loss(j, root) : decode_objective(j, root);
 }
 
 void srv_codec_free(srv_job *j)
 {
     for (size_t i = 0; i < j->n_owned; i++) srv_mem_free(j->owned[i]);
+    for (size_t i = 0; i < j->n_given; i++) srv_mem_free(j->given[i]);
+    free(j->given);
+    j->given = NULL;
+    j->n_given = j->cap_given = 0;
+    free(j->bins);
+    j->bins = NULL;
+    j->n_bins = 0;
     free(j->owned);
     j->owned = NULL;
     j->n_owned = j->cap_owned = 0;

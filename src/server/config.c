@@ -36,16 +36,18 @@ static const opt opts[] = {
      "PEM private key for --tls-cert"},
     {"log-format", "LOSSD_LOG_FORMAT", "text|json", T_LOGFMT, OFF(log_json), 0, 0, "text",
      "format of the log lines on stderr"},
-    {"max-inflight", "LOSSD_MAX_INFLIGHT", "N", T_ULONG, OFF(max_inflight), 1, 1000000, "256",
-     "requests in progress at once; more get 503 + Retry-After"},
-    {"max-elements", "LOSSD_MAX_ELEMENTS", "N", T_ULLONG, OFF(max_elements), 1, 1ULL << 40,
-     "50000000", "numbers in one request; more get 413"},
-    {"connection-timeout", "LOSSD_CONNECTION_TIMEOUT", "S", T_ULONG, OFF(connection_timeout), 1,
-     86400, "30", "seconds a connection may stay idle (or trickle a request)"},
-    {"max-connections", "LOSSD_MAX_CONNECTIONS", "N", T_ULONG, OFF(max_connections), 1, 65536,
-     "1024", "open connections at once"},
+    {"max-inflight", "LOSSD_MAX_INFLIGHT", "N", T_ULONG, OFF(max_inflight), 1, 1000000,
+     "256", "requests in progress at once; more get 503 + Retry-After"},
+    {"max-elements", "LOSSD_MAX_ELEMENTS", "N", T_ULLONG, OFF(max_elements), 1,
+     1ULL << 40, "50000000", "numbers in one request; more get 413"},
+    {"connection-timeout", "LOSSD_CONNECTION_TIMEOUT", "S", T_ULONG,
+     OFF(connection_timeout), 1, 86400, "30",
+     "seconds a connection may stay idle (or trickle a request)"},
+    {"max-connections", "LOSSD_MAX_CONNECTIONS", "N", T_ULONG, OFF(max_connections), 1,
+     65536, "1024", "open connections at once"},
     {"max-connections-per-ip", "LOSSD_MAX_CONNECTIONS_PER_IP", "N", T_ULONG,
-     OFF(max_connections_per_ip), 1, 65536, "256", "open connections from one client address"},
+     OFF(max_connections_per_ip), 1, 65536, "256",
+     "open connections from one client address"},
     {"access-log", "LOSSD_ACCESS_LOG", NULL, T_BOOL, OFF(access_log), 0, 0, "off",
      "log every request (method, path, status, bytes, time, request id)"},
 };
@@ -53,11 +55,13 @@ static const opt opts[] = {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: lossd [options]\n"
-               "       lossd eval [FILE]     evaluate one request body without a server\n"
-               "       lossd --help | --version\n\n"
-               "lossd evaluates machine-learning losses, gradients and objectives over HTTP.\n\n"
-               "options (each also an environment variable; the flag wins):\n");
+    fprintf(
+        f,
+        "usage: lossd [options]\n"
+        "       lossd eval [FILE]     evaluate one request body without a server\n"
+        "       lossd --help | --version\n\n"
+        "lossd evaluates machine-learning losses, gradients and objectives over HTTP.\n\n"
+        "options (each also an environment variable; the flag wins):\n");
     for (size_t i = 0; i < N_OPTS; i++) {
         char left[64];
         snprintf(left, sizeof left, "--%s%s%s", opts[i].flag, opts[i].metavar ? " " : "",
@@ -65,7 +69,8 @@ static void usage(FILE *f)
         fprintf(f, "  %-30s %s\n  %-30s [%s; default %s]\n", left, opts[i].help, "",
                 opts[i].env, opts[i].def);
     }
-    fprintf(f, "\nOn start lossd prints \"lossd listening on http://ADDR:PORT\". SIGINT/SIGTERM: "
+    fprintf(f, "\nOn start lossd prints \"lossd listening on http://ADDR:PORT\". "
+               "SIGINT/SIGTERM: "
                "stop accepting,\nanswer the requests in flight, exit 0.\n");
 }
 
@@ -81,9 +86,11 @@ static int set(srv_config *c, const opt *o, const char *v, const char *src)
     }
     case T_BOOL: {
         int *dst = (int *)(base + o->off);
-        if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on"))
+        if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes") ||
+            !strcmp(v, "on"))
             *dst = 1;
-        else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off"))
+        else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no") ||
+                 !strcmp(v, "off"))
             *dst = 0;
         else
             goto bad;
@@ -114,8 +121,8 @@ static int set(srv_config *c, const opt *o, const char *v, const char *src)
     }
 bad:
     if (o->type == T_ULONG || o->type == T_ULLONG)
-        fprintf(stderr, "lossd: %s: \"%s\" is not a number in [%llu, %llu]\n", src, v, o->min,
-                o->max);
+        fprintf(stderr, "lossd: %s: \"%s\" is not a number in [%llu, %llu]\n", src, v,
+                o->min, o->max);
     else
         fprintf(stderr, "lossd: %s: invalid value \"%s\" (%s)\n", src, v,
                 o->metavar ? o->metavar : "true or false");
@@ -134,7 +141,8 @@ static char *read_file(const char *path, const char *what)
     char chunk[4096];
     size_t n;
     int rc = 0;
-    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0) rc = srv_buf_append(&b, chunk, n);
+    while (!rc && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        rc = srv_buf_append(&b, chunk, n);
     fclose(f);
     if (rc || srv_buf_reserve(&b, 0)) {
         fprintf(stderr, "lossd: %s %s is too large\n", what, path);
@@ -158,11 +166,9 @@ int srv_config_parse(srv_config *c, int argc, char **argv)
     c->connection_timeout = 30;
     c->max_connections = 1024;
     c->max_connections_per_ip = 256;
-    /* environment first, then flags over it */
-    for (size_t i = 0; i < N_OPTS; i++) {
-        const char *v = getenv(opts[i].env);
-        if (v && *v && set(c, &opts[i], v, opts[i].env)) return -1;
-    }
+    /* Flags first; then the environment for the options no flag set (so that a
+     * flag wins even over a variable that would not parse). */
+    int set_by_flag[N_OPTS] = {0};
     for (int a = 1; a < argc; a++) {
         const char *arg = argv[a];
         if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
@@ -179,7 +185,8 @@ int srv_config_parse(srv_config *c, int argc, char **argv)
             const char *name = arg + 2, *eq = strchr(name, '=');
             size_t len = eq ? (size_t)(eq - name) : strlen(name);
             for (size_t i = 0; i < N_OPTS && !o; i++)
-                if (strlen(opts[i].flag) == len && !strncmp(opts[i].flag, name, len)) o = &opts[i];
+                if (strlen(opts[i].flag) == len && !strncmp(opts[i].flag, name, len))
+                    o = &opts[i];
             if (eq) val = eq + 1;
         }
         if (!o) {
@@ -198,6 +205,11 @@ int srv_config_parse(srv_config *c, int argc, char **argv)
         char src[64];
         snprintf(src, sizeof src, "--%s", o->flag);
         if (set(c, o, val, src)) return -1;
+        set_by_flag[o - opts] = 1;
+    }
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const char *v = getenv(opts[i].env);
+        if (!set_by_flag[i] && v && *v && set(c, &opts[i], v, opts[i].env)) return -1;
     }
     if (!!c->tls_cert != !!c->tls_key) {
         fprintf(stderr, "lossd: --tls-cert and --tls-key go together\n");

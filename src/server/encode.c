@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 /* Arrays of at least this many numbers become parts; a chunk formats about this
  * many. */
@@ -67,7 +68,8 @@ static void numbers(writer *w, const double *v, size_t n, int dtype)
     char *p = w->b->data + w->b->len;
     for (size_t i = 0; i < n; i++) {
         if (i) *p++ = ',';
-        p += dtype == SRV_DTYPE_FLOAT32 ? srv_fmt_float(p, (float)v[i]) : srv_fmt_double(p, v[i]);
+        p += dtype == SRV_DTYPE_FLOAT32 ? srv_fmt_float(p, (float)v[i])
+                                        : srv_fmt_double(p, v[i]);
     }
     *p = '\0';
     w->b->len = (size_t)(p - w->b->data);
@@ -99,7 +101,8 @@ static int defer_part(writer *w, const double *v, size_t units, size_t unit_len,
     return 1;
 }
 
-static void nested(writer *w, const double *v, const size_t *shape, size_t rank, int dtype);
+static void nested(writer *w, const double *v, const size_t *shape, size_t rank,
+                   int dtype);
 
 /* Units [u0, u1) of a part, with the commas between them (and before the first
  * when u0 > 0). */
@@ -116,11 +119,13 @@ static void part_units(writer *w, const srv_part *pt, size_t u0, size_t u1)
     }
 }
 
-static void nested(writer *w, const double *v, const size_t *shape, size_t rank, int dtype)
+static void nested(writer *w, const double *v, const size_t *shape, size_t rank,
+                   int dtype)
 {
     if (rank == 1) {
         raw(w, "[");
-        if (!defer_part(w, v, shape[0], 1, NULL, 0, dtype)) numbers(w, v, shape[0], dtype);
+        if (!defer_part(w, v, shape[0], 1, NULL, 0, dtype))
+            numbers(w, v, shape[0], dtype);
         raw(w, "]");
         return;
     }
@@ -137,7 +142,8 @@ static void nested(writer *w, const double *v, const size_t *shape, size_t rank,
 }
 
 /* A tensor of the given shape in the form its input came in. */
-static void tensor(writer *w, const double *v, size_t rank, const size_t *shape, srv_form f)
+static void tensor(writer *w, const double *v, size_t rank, const size_t *shape,
+                   srv_form f)
 {
     int dtype = f.dtype == SRV_DTYPE_FLOAT32 ? SRV_DTYPE_FLOAT32 : SRV_DTYPE_FLOAT64;
     if (f.object) {
@@ -149,7 +155,8 @@ static void tensor(writer *w, const double *v, size_t rank, const size_t *shape,
         }
         raw(w, "],\"data\":[");
         if (!defer_part(w, v, n, 1, NULL, 0, dtype)) numbers(w, v, n, dtype);
-        raw(w, dtype == SRV_DTYPE_FLOAT32 ? "],\"dtype\":\"float32\"}" : "],\"dtype\":\"float64\"}");
+        raw(w, dtype == SRV_DTYPE_FLOAT32 ? "],\"dtype\":\"float32\"}"
+                                          : "],\"dtype\":\"float64\"}");
     } else if (rank == 0) {
         numbers(w, v, 1, dtype);
     } else {
@@ -185,15 +192,51 @@ static void spec_echo(writer *w, const loss_spec *s)
     raw(w, "}");
 }
 
+/* A result tensor (losses, gradients): as text, or, with "binary_outputs", as a
+ * tensor object whose bytes follow the JSON. */
+static void result(writer *w, const double *v, size_t rank, const size_t *shape,
+                   srv_form f)
+{
+    srv_job *j = w->defer;
+    if (!j || !j->binary_out) {
+        tensor(w, v, rank, shape, f);
+        return;
+    }
+    size_t n = 1;
+    raw(w, "{\"shape\":[");
+    for (size_t k = 0; k < rank; k++) {
+        srv_buf_printf(w->b, "%s%zu", k ? "," : "", shape[k]);
+        n *= shape[k];
+    }
+    int f32 = f.dtype == SRV_DTYPE_FLOAT32;
+    srv_buf_printf(w->b, "],\"dtype\":\"%s\",\"binary_data_size\":%zu}",
+                   f32 ? "float32" : "float64", n * (f32 ? 4 : 8));
+    if (j->n_bparts == j->cap_bparts) {
+        size_t cap = j->cap_bparts ? 2 * j->cap_bparts : 8;
+        srv_bpart *nb = realloc(j->bparts, cap * sizeof *nb);
+        if (!nb) {
+            w->err = 1;
+            return;
+        }
+        j->bparts = nb;
+        j->cap_bparts = cap;
+    }
+    j->bparts[j->n_bparts++] =
+        (srv_bpart){v, n, f32 ? SRV_DTYPE_FLOAT32 : SRV_DTYPE_FLOAT64, NULL, 0};
+}
+
 static srv_form out_form(srv_form in)
 {
-    srv_form f = {in.object, in.dtype == SRV_DTYPE_FLOAT32 ? SRV_DTYPE_FLOAT32 : SRV_DTYPE_FLOAT64};
+    srv_form f = {in.object,
+                  in.dtype == SRV_DTYPE_FLOAT32 ? SRV_DTYPE_FLOAT32 : SRV_DTYPE_FLOAT64,
+                  0};
     return f;
 }
 
 static void task_losses(writer *w, const srv_task *t)
 {
-    tensor(w, t->out.losses, t->plan.losses_rank, t->plan.losses_shape, out_form(t->form[0]));
+    result(w, t->out.losses, t->plan.losses_rank, t->plan.losses_shape,
+           out_form(t->form[0]));
 }
 
 static void task_gradients(writer *w, const srv_task *t)
@@ -205,7 +248,7 @@ static void task_gradients(writer *w, const srv_task *t)
         if (!d->inputs[i].differentiable) continue;
         key(w, d->inputs[i].name, first);
         first = 0;
-        tensor(w, t->out.grads[i], t->in[i].rank, t->in[i].shape, out_form(t->form[i]));
+        result(w, t->out.grads[i], t->in[i].rank, t->in[i].shape, out_form(t->form[i]));
     }
     raw(w, "}");
 }
@@ -258,7 +301,8 @@ static void loss_response(writer *w, const srv_job *j)
 
 static void objective_response(writer *w, const srv_job *j)
 {
-    int obj = (j->outputs & SRV_OUT_OBJECTIVE) != 0, grads = (j->outputs & SRV_OUT_GRADIENTS) != 0;
+    int obj = (j->outputs & SRV_OUT_OBJECTIVE) != 0,
+        grads = (j->outputs & SRV_OUT_GRADIENTS) != 0;
     int first = 1;
     raw(w, "{");
     if (obj) {
@@ -316,7 +360,7 @@ static void objective_response(writer *w, const srv_job *j)
         }
         if (grads) {
             key(w, "gradient", 0);
-            tensor(w, p->grad, p->params.rank, p->params.shape, out_form(p->form));
+            result(w, p->grad, p->params.rank, p->params.shape, out_form(p->form));
         }
         raw(w, "}");
     }
@@ -402,5 +446,11 @@ void srv_encode_chunks(srv_job *j, size_t c0, size_t c1)
         srv_buf_reserve(&ch->text, (ch->u1 - ch->u0) * pt->unit_len * 22 + 64);
         part_units(&w, pt, ch->u0, ch->u1);
         ch->failed = w.err;
+        if (!ch->failed && j->gzip_min &&
+            !j->binary_out) { /* deflated here, in parallel */
+            ch->crc = crc32(crc32(0L, Z_NULL, 0), (const unsigned char *)ch->text.data,
+                            (uInt)ch->text.len);
+            ch->failed = srv_deflate_piece(ch->text.data, ch->text.len, &ch->zip) != 0;
+        }
     }
 }

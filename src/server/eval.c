@@ -33,11 +33,14 @@ int srv_eval_main(int argc, char **argv, size_t max_body, size_t max_elements)
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: lossd eval [FILE]\n"
-                   "Evaluates one /v1/loss or /v1/objective request body (an objective when it "
-                   "has \"tasks\")\nfrom FILE, or stdin when FILE is absent or \"-\", and prints "
-                   "the response body.\nExit status: 0 for a 200 response, 1 for an error "
-                   "response (printed too), 2 for usage errors.\n");
+            printf(
+                "usage: lossd eval [FILE]\n"
+                "Evaluates one /v1/loss or /v1/objective request body (an objective when "
+                "it "
+                "has \"tasks\")\nfrom FILE, or stdin when FILE is absent or \"-\", and "
+                "prints "
+                "the response body.\nExit status: 0 for a 200 response, 1 for an error "
+                "response (printed too), 2 for usage errors.\n");
             return 0;
         }
         if (path) {
@@ -60,7 +63,8 @@ int srv_eval_main(int argc, char **argv, size_t max_body, size_t max_elements)
     if (f != stdin) fclose(f);
     if (!body) {
         if (toobig)
-            fprintf(stderr, "lossd eval: the body is larger than %zu bytes (--max-body-bytes)\n",
+            fprintf(stderr,
+                    "lossd eval: the body is larger than %zu bytes (--max-body-bytes)\n",
                     max_body);
         else
             fprintf(stderr, "lossd eval: cannot read %s\n", path ? path : "stdin");
@@ -70,16 +74,15 @@ int srv_eval_main(int argc, char **argv, size_t max_body, size_t max_elements)
     srv_job_init(&j, SRV_EP_AUTO, body, len, max_elements);
     srv_job_run(&j);
     int rc = j.status == 200 ? 0 : 1;
-    srv_output out;
-    if (srv_job_output(&j, &out)) {
+    srv_output *out = srv_job_output(&j);
+    if (!out) {
         fprintf(stderr, "lossd eval: out of memory\n");
         srv_job_free(&j);
         return 2;
     }
-    for (size_t i = 0; i < out.n_pieces; i++) fwrite(out.pieces[i].p, 1, out.pieces[i].len, stdout);
-    for (size_t i = 0; i < out.n_bufs; i++) srv_mem_free(out.bufs[i]);
-    free(out.bufs);
-    free(out.pieces);
+    for (size_t i = 0; i < out->n_pieces; i++)
+        fwrite(out->pieces[i].p, 1, out->pieces[i].len, stdout);
+    srv_output_free(out);
     srv_job_free(&j);
     return fflush(stdout) == 0 ? rc : 2;
 }

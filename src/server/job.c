@@ -14,21 +14,59 @@ uint64_t srv_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-void srv_job_init(srv_job *j, srv_endpoint ep, char *body, size_t len, size_t max_elements)
+void srv_job_init(srv_job *j, srv_endpoint ep, char *body, size_t len,
+                  size_t max_elements)
 {
     memset(j, 0, sizeof *j);
     j->ep = ep;
     j->body = body;
     j->len = len;
     j->max_elements = max_elements;
+    j->json_len = len;
     j->status = 200;
+}
+
+int srv_job_set_binary(srv_job *j, unsigned long long json_len)
+{
+    if (json_len > j->len && !j->gzip_in) {
+        srv_error_set(
+            &j->err, 400, "invalid_binary_framing", "",
+            "Inference-Header-Content-Length is %llu but the body has only %zu bytes",
+            json_len, j->len);
+        j->failed = 1;
+        return -1;
+    }
+    j->json_len = (size_t)json_len;
+    return 0;
 }
 
 int srv_job_scan(srv_job *j)
 {
     uint64_t t0 = srv_now_ns();
+    if (j->gzip_in && !j->failed) { /* the body as sent was compressed */
+        char *plain;
+        size_t n;
+        if (srv_inflate(j->body, j->len, j->max_body, &plain, &n, &j->err)) {
+            j->failed = 1;
+        } else {
+            srv_mem_free(j->body);
+            size_t header = j->json_len == j->len ? n : j->json_len;
+            j->body = plain;
+            j->len = n;
+            j->json_len = header;
+            j->gzip_in = 0;
+            if (j->json_len > n) {
+                srv_error_set(
+                    &j->err, 400, "invalid_binary_framing", "",
+                    "Inference-Header-Content-Length is %zu but the inflated body "
+                    "has only %zu bytes",
+                    j->json_len, n);
+                j->failed = 1;
+            }
+        }
+    }
     j->scan.max_values = j->max_elements;
-    int rc = srv_scan_body(j->body, j->len, &j->scan, &j->err);
+    int rc = j->failed ? -1 : srv_scan_body(j->body, j->json_len, &j->scan, &j->err);
     if (rc) j->failed = 1;
     j->t_parse += srv_now_ns() - t0;
     return rc;
@@ -79,7 +117,8 @@ static int finish_objective(srv_job *j)
     loss_weighting_out wo = {j->eff, j->contrib, j->grad_s, j->opt_s2, 0};
     loss_error e;
     if (loss_weighting_eval(j->scheme, n, cost, param, &wo, &e)) {
-        srv_error_set(&j->err, 422, loss_status_code(e.code), "/weighting", "%s", e.message);
+        srv_error_set(&j->err, 422, loss_status_code(e.code), "/weighting", "%s",
+                      e.message);
         j->failed = 1;
         goto out;
     }
@@ -142,7 +181,8 @@ size_t srv_job_prepare(srv_job *j)
     }
     if (!j->failed && j->ep == SRV_EP_OBJECTIVE) finish_objective(j);
     if (!j->failed && srv_encode_response(j)) {
-        srv_error_set(&j->err, 500, "internal_error", "", "out of memory encoding the response");
+        srv_error_set(&j->err, 500, "internal_error", "",
+                      "out of memory encoding the response");
         j->failed = 1;
     }
     if (j->failed) j->n_echunks = 0;
@@ -155,17 +195,111 @@ void srv_job_encode(srv_job *j, size_t c0, size_t c1)
     srv_encode_chunks(j, c0, c1);
 }
 
+/* The bytes of a binary output: the result array itself for float64 (it changes
+ * hands, no copy), or a float32 copy. */
+static char *binary_bytes(srv_job *j, const srv_bpart *b, size_t *len)
+{
+    *len = b->n * (b->dtype == SRV_DTYPE_FLOAT32 ? 4 : 8);
+    if (b->dtype == SRV_DTYPE_FLOAT64) {
+        for (size_t i = 0; i < j->n_owned; i++)
+            if (j->owned[i] == b->v) {
+                char *p = (char *)j->owned[i];
+                j->owned[i] = NULL;
+                return p;
+            }
+    }
+    char *p = srv_mem_alloc(*len ? *len : 1);
+    if (!p) return NULL;
+    if (b->dtype == SRV_DTYPE_FLOAT64) {
+        memcpy(p, b->v, *len);
+    } else {
+        for (size_t i = 0; i < b->n; i++) {
+            float f = (float)b->v[i];
+            memcpy(p + 4 * i, &f, 4);
+        }
+    }
+    return p;
+}
+
+/* The pieces of the response: skeleton, chunks, skeleton, ..., binary outputs. */
+static int build_output(srv_job *j, srv_output *o)
+{
+    memset(o, 0, sizeof *o);
+    size_t n = 1 + 2 * j->n_parts + j->n_echunks + j->n_bparts;
+    o->pieces = calloc(n, sizeof *o->pieces);
+    o->bufs = calloc(1 + 2 * j->n_echunks + j->n_given, sizeof *o->bufs);
+    if (!o->pieces || !o->bufs) {
+        free(o->pieces);
+        free(o->bufs);
+        return -1;
+    }
+    const char *skel = j->out.data ? j->out.data : "";
+    size_t at = 0, c = 0;
+    for (size_t k = 0; k < j->n_parts; k++) {
+        if (j->parts[k].at > at)
+            o->pieces[o->n_pieces++] =
+                (srv_piece){skel + at, j->parts[k].at - at, NULL, 0, 0};
+        at = j->parts[k].at;
+        for (; c < j->n_echunks && j->echunks[c].part == k; c++) {
+            srv_echunk *ch = &j->echunks[c];
+            o->pieces[o->n_pieces++] = (srv_piece){ch->text.data, ch->text.len,
+                                                   ch->zip.data, ch->zip.len, ch->crc};
+        }
+    }
+    if (j->out.len > at)
+        o->pieces[o->n_pieces++] = (srv_piece){skel + at, j->out.len - at, NULL, 0, 0};
+    for (size_t i = 0; i < o->n_pieces; i++) o->len += o->pieces[i].len;
+    o->json_len = o->len;
+    o->binary = j->n_bparts > 0;
+    for (size_t k = 0; k < j->n_bparts; k++) {
+        o->pieces[o->n_pieces++] =
+            (srv_piece){j->bparts[k].bytes, j->bparts[k].len, NULL, 0, 0};
+        o->len += j->bparts[k].len;
+    }
+    /* the buffers change hands */
+    o->bufs[o->n_bufs++] = srv_buf_steal(&j->out, NULL);
+    for (size_t k = 0; k < j->n_echunks; k++) {
+        o->bufs[o->n_bufs++] = srv_buf_steal(&j->echunks[k].text, NULL);
+        if (j->echunks[k].zip.data)
+            o->bufs[o->n_bufs++] = srv_buf_steal(&j->echunks[k].zip, NULL);
+    }
+    for (size_t k = 0; k < j->n_given; k++) o->bufs[o->n_bufs++] = j->given[k];
+    j->n_given = 0;
+    j->n_echunks = j->n_parts = j->n_bparts = 0;
+    return 0;
+}
+
 void srv_job_complete(srv_job *j)
 {
     uint64_t t0 = srv_now_ns();
     for (size_t c = 0; c < j->n_echunks && !j->failed; c++)
         if (j->echunks[c].failed) {
-            srv_error_set(&j->err, 500, "internal_error", "", "out of memory encoding the response");
+            srv_error_set(&j->err, 500, "internal_error", "",
+                          "out of memory encoding the response");
             j->failed = 1;
         }
+    /* Binary outputs become blocks of their own before the arrays are freed. */
+    if (!j->failed && j->n_bparts) {
+        free(j->given);
+        j->given = calloc(j->n_bparts, sizeof *j->given);
+        for (size_t k = 0; j->given && k < j->n_bparts; k++) {
+            srv_bpart *b = &j->bparts[k];
+            b->bytes = binary_bytes(j, b, &b->len);
+            if (!b->bytes) break;
+            j->given[j->n_given++] = b->bytes;
+        }
+        if (!j->given || j->n_given < j->n_bparts) {
+            srv_error_set(&j->err, 500, "internal_error", "",
+                          "out of memory for binary outputs");
+            j->failed = 1;
+        }
+    }
     if (j->failed) {
-        for (size_t c = 0; c < j->n_echunks; c++) srv_buf_free(&j->echunks[c].text);
-        j->n_echunks = j->n_parts = 0;
+        for (size_t c = 0; c < j->n_echunks; c++) {
+            srv_buf_free(&j->echunks[c].text);
+            srv_buf_free(&j->echunks[c].zip);
+        }
+        j->n_echunks = j->n_parts = j->n_bparts = 0;
         srv_buf_free(&j->out);
         j->status = j->err.status;
         if (srv_error_json(&j->err, &j->out)) j->status = 500;
@@ -173,6 +307,26 @@ void srv_job_complete(srv_job *j)
         j->status = 200;
     }
     release_work(j);
+    /* The response as pieces; gzipped when asked and large enough. */
+    srv_output *o = malloc(sizeof *o);
+    if (o && build_output(j, o) == 0) {
+        /* Binary outputs are raw floats, which barely compress: never gzipped. */
+        if (j->gzip_min && o->len >= j->gzip_min && j->status == 200 && !o->binary) {
+            srv_output *gz = malloc(sizeof *gz);
+            if (gz && srv_gzip_assemble(o, gz) == 0) {
+                gz->json_len = o->json_len; /* of the inflated body, as the OIP says */
+                gz->binary = o->json_len < o->len;
+                srv_output_free(o);
+                o = gz;
+                o->gzipped = 1;
+            } else {
+                free(gz); /* send it uncompressed */
+            }
+        }
+        j->final = o;
+    } else {
+        free(o);
+    }
     j->t_encode += srv_now_ns() - t0;
 }
 
@@ -185,44 +339,27 @@ void srv_job_finish(srv_job *j)
     srv_job_complete(j);
 }
 
+static void srv_output_free_parts(srv_output *o)
+{
+    for (size_t i = 0; i < o->n_bufs; i++) srv_mem_free(o->bufs[i]);
+    free(o->bufs);
+    free(o->pieces);
+    memset(o, 0, sizeof *o);
+}
+
 void srv_output_free(void *output)
 {
     srv_output *o = output;
     if (!o) return;
-    for (size_t i = 0; i < o->n_bufs; i++) srv_mem_free(o->bufs[i]);
-    free(o->bufs);
-    free(o->pieces);
+    srv_output_free_parts(o);
     free(o);
 }
 
-int srv_job_output(srv_job *j, srv_output *o)
+srv_output *srv_job_output(srv_job *j)
 {
-    memset(o, 0, sizeof *o);
-    size_t n = 1 + 2 * j->n_parts + j->n_echunks;
-    o->pieces = calloc(n, sizeof *o->pieces);
-    o->bufs = calloc(1 + j->n_echunks, sizeof *o->bufs);
-    if (!o->pieces || !o->bufs) {
-        free(o->pieces);
-        free(o->bufs);
-        return -1;
-    }
-    const char *skel = j->out.data ? j->out.data : "";
-    size_t at = 0, c = 0;
-    for (size_t k = 0; k < j->n_parts; k++) {
-        if (j->parts[k].at > at)
-            o->pieces[o->n_pieces++] = (srv_piece){skel + at, j->parts[k].at - at};
-        at = j->parts[k].at;
-        for (; c < j->n_echunks && j->echunks[c].part == k; c++)
-            o->pieces[o->n_pieces++] = (srv_piece){j->echunks[c].text.data, j->echunks[c].text.len};
-    }
-    if (j->out.len > at) o->pieces[o->n_pieces++] = (srv_piece){skel + at, j->out.len - at};
-    for (size_t i = 0; i < o->n_pieces; i++) o->len += o->pieces[i].len;
-    /* the buffers change hands */
-    o->bufs[o->n_bufs++] = srv_buf_steal(&j->out, NULL);
-    for (size_t k = 0; k < j->n_echunks; k++)
-        o->bufs[o->n_bufs++] = srv_buf_steal(&j->echunks[k].text, NULL);
-    j->n_echunks = j->n_parts = 0;
-    return 0;
+    srv_output *o = j->final;
+    j->final = NULL;
+    return o;
 }
 
 void srv_job_run(srv_job *j)
@@ -244,9 +381,16 @@ void srv_job_free(srv_job *j)
 {
     if (!j) return;
     release_work(j);
-    for (size_t c = 0; c < j->n_echunks; c++) srv_buf_free(&j->echunks[c].text);
+    for (size_t c = 0; c < j->n_echunks; c++) {
+        srv_buf_free(&j->echunks[c].text);
+        srv_buf_free(&j->echunks[c].zip);
+    }
     free(j->echunks);
     free(j->parts);
+    free(j->bparts);
+    srv_output_free(j->final);
+    for (size_t k = 0; k < j->n_given; k++) srv_mem_free(j->given[k]);
+    free(j->given);
     srv_buf_free(&j->out);
     srv_mem_free(j->body);
     memset(j, 0, sizeof *j);

@@ -79,17 +79,28 @@ static size_t decode_key(const char *k, size_t n, char *out, size_t cap)
         }
         char c = k[++i];
         switch (c) {
-        case 'n': out[j++] = '\n'; break;
-        case 't': out[j++] = '\t'; break;
-        case 'r': out[j++] = '\r'; break;
-        case 'b': out[j++] = '\b'; break;
-        case 'f': out[j++] = '\f'; break;
+        case 'n':
+            out[j++] = '\n';
+            break;
+        case 't':
+            out[j++] = '\t';
+            break;
+        case 'r':
+            out[j++] = '\r';
+            break;
+        case 'b':
+            out[j++] = '\b';
+            break;
+        case 'f':
+            out[j++] = '\f';
+            break;
         case 'u': {
             if (i + 4 >= n) return j;
             char hex[5] = {k[i + 1], k[i + 2], k[i + 3], k[i + 4], 0};
             unsigned long cp = strtoul(hex, NULL, 16);
             i += 4;
-            if (cp >= 0xD800 && cp < 0xDC00 && i + 6 < n && k[i + 1] == '\\' && k[i + 2] == 'u') {
+            if (cp >= 0xD800 && cp < 0xDC00 && i + 6 < n && k[i + 1] == '\\' &&
+                k[i + 2] == 'u') {
                 char lo[5] = {k[i + 3], k[i + 4], k[i + 5], k[i + 6], 0};
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (strtoul(lo, NULL, 16) - 0xDC00);
                 i += 6;
@@ -111,17 +122,26 @@ static size_t decode_key(const char *k, size_t n, char *out, size_t cap)
             }
             break;
         }
-        default: out[j++] = c; break;
+        default:
+            out[j++] = c;
+            break;
         }
     }
     return j;
 }
 
-/* The JSON Pointer of the value being scanned. */
+/* The JSON Pointer of the value being scanned (frames 1..depth), or of the
+ * container at depth (frames 1..depth-1) with path_to. */
+static void path_to(const scanner *s, int depth, char *ptr, size_t cap);
 static void current_path(const scanner *s, char *ptr, size_t cap)
 {
+    path_to(s, s->depth, ptr, cap);
+}
+
+static void path_to(const scanner *s, int depth, char *ptr, size_t cap)
+{
     ptr[0] = '\0';
-    for (int i = 1; i <= s->depth; i++) {
+    for (int i = 1; i <= depth; i++) {
         const frame *f = &s->stack[i];
         if (f->type == '[') {
             srv_pointer_push_index(ptr, cap, f->index);
@@ -138,10 +158,12 @@ static void set_nonfinite(srv_error *err, const char *ptr, int overflow)
     const char *where = ptr[0] ? ptr : "the top-level value";
     if (overflow)
         srv_error_set(err, 422, "non_finite_value", ptr,
-                      "%s: the number does not fit a double (it would be infinite)", where);
+                      "%s: the number does not fit a double (it would be infinite)",
+                      where);
     else
         srv_error_set(err, 422, "non_finite_value", ptr,
-                      "%s: NaN and Infinity are not numbers in JSON; send finite values", where);
+                      "%s: NaN and Infinity are not numbers in JSON; send finite values",
+                      where);
 }
 
 static int nonfinite(scanner *s, int overflow)
@@ -169,14 +191,15 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
  * numbers (into *chunk_pos, *chunk_idx when not NULL).  Returns 1 and leaves
  * *end after the array, or 0 when the array is not a rectangular all-number
  * array of rank <= LOSS_MAX_RANK. */
-static int structure(const char *start, const char *end, srv_lifted *out, const char **after,
-                     size_t *cuts, size_t max_cuts, size_t *n_cuts)
+static int structure(const char *start, const char *end, srv_lifted *out,
+                     const char **after, size_t *cuts, size_t max_cuts, size_t *n_cuts)
 {
     size_t dims[LOSS_MAX_RANK], count[LOSS_MAX_RANK];
     int known[LOSS_MAX_RANK] = {0};
     int rank = -1, d = 0, need = 0; /* need: an element must follow (after ',') */
     size_t total = 0;
-    const unsigned char *p = (const unsigned char *)start + 1, *e = (const unsigned char *)end;
+    const unsigned char *p = (const unsigned char *)start + 1,
+                        *e = (const unsigned char *)end;
     count[0] = 0;
     for (;;) {
         while (p < e && cls[*p] == C_WS) p++;
@@ -260,8 +283,8 @@ static size_t parse_numbers(const char *p, const char *end, double *dst, size_t 
     return 0;
 }
 
-static int lift_structured(scanner *s, srv_lifted *ap, const char *after, const size_t *cuts,
-                           size_t n_cuts);
+static int lift_structured(scanner *s, srv_lifted *ap, const char *after,
+                           const size_t *cuts, size_t n_cuts);
 
 static int lift_array(scanner *s)
 {
@@ -275,24 +298,28 @@ static int lift_array(scanner *s)
         srv_error_set(s->err, 500, "internal_error", "", "out of memory");
         return -1;
     }
-    int ok = structure(s->p, s->end, &a, &after, cuts, max_cuts, &n_cuts);
+    int ok = structure(s->p, s->end, &a, &after, cuts, max_cuts, &n_cuts) && a.count > 0;
+    /* (an empty array could as well be an empty list of strings: jansson's) */
     int rc = ok ? lift_structured(s, &a, after, cuts, n_cuts) : 0;
     if (cuts != local) free(cuts);
     return rc;
 }
 
-static int lift_structured(scanner *s, srv_lifted *ap, const char *after, const size_t *cuts,
-                           size_t n_cuts)
+static int lift_structured(scanner *s, srv_lifted *ap, const char *after,
+                           const size_t *cuts, size_t n_cuts)
 {
     srv_scan *sc = s->scan;
     srv_lifted a = *ap;
     if (sc->max_values && sc->n_values + a.count > sc->max_values) {
         srv_error_set(s->err, 413, "too_many_elements", "",
-                      "the request has more than %zu numbers (--max-elements)", sc->max_values);
+                      "the request has more than %zu numbers (--max-elements)",
+                      sc->max_values);
         return -1;
     }
-    if (grow((void **)&sc->values, &sc->cap_values, sc->n_values + a.count, sizeof(double)) ||
-        grow((void **)&sc->arrays, &sc->cap_arrays, sc->n_arrays + 1, sizeof *sc->arrays)) {
+    if (grow((void **)&sc->values, &sc->cap_values, sc->n_values + a.count,
+             sizeof(double)) ||
+        grow((void **)&sc->arrays, &sc->cap_arrays, sc->n_arrays + 1,
+             sizeof *sc->arrays)) {
         srv_error_set(s->err, 500, "internal_error", "", "out of memory");
         return -1;
     }
@@ -303,13 +330,14 @@ static int lift_structured(scanner *s, srv_lifted *ap, const char *after, const 
         /* Later, in parallel; keep the pointer for its error messages. */
         current_path(s, a.path, sizeof a.path);
         sc->arrays[sc->n_arrays] = a;
-        if (grow((void **)&sc->chunks, &sc->cap_chunks, sc->n_chunks + n_cuts, sizeof *sc->chunks)) {
+        if (grow((void **)&sc->chunks, &sc->cap_chunks, sc->n_chunks + n_cuts,
+                 sizeof *sc->chunks)) {
             srv_error_set(s->err, 500, "internal_error", "", "out of memory");
             return -1;
         }
         for (size_t c = 0; c < n_cuts; c++)
-            sc->chunks[sc->n_chunks++] = (srv_numchunk){sc->n_arrays, a.text_start + cuts[c], 0,
-                                                        c * CHUNK_NUMBERS, 0, 0, 0};
+            sc->chunks[sc->n_chunks++] = (srv_numchunk){
+                sc->n_arrays, a.text_start + cuts[c], 0, c * CHUNK_NUMBERS, 0, 0, 0};
     } else {
         int overflow = 0;
         if (parse_numbers(s->p, after, sc->values + a.offset, a.count, &overflow))
@@ -374,6 +402,16 @@ static int walk(scanner *s)
             if (rc) return rc < 0 ? -1 : 0;
             s->stack[s->depth].key = k;
             s->stack[s->depth].key_len = (size_t)(s->p - 1 - k);
+            if (s->stack[s->depth].key_len == 16 && !memcmp(k, "binary_data_size", 16)) {
+                /* a tensor whose bytes follow the JSON: remember the order */
+                srv_scan *sc = s->scan;
+                if (grow((void **)&sc->binary_paths, &sc->cap_binary, sc->n_binary + 1,
+                         sizeof *sc->binary_paths)) {
+                    srv_error_set(err, 500, "internal_error", "", "out of memory");
+                    return -1;
+                }
+                path_to(s, s->depth - 1, sc->binary_paths[sc->n_binary++], 256);
+            }
             skip_ws(s);
             if (s->p >= s->end || *s->p != ':') return 0;
             s->p++;
@@ -401,9 +439,10 @@ static int walk(scanner *s)
         }
         /* VALUE */
         if (c == '{' || c == '[') {
-            /* Lift arrays that are object values (or the document): an array
-             * inside an array that failed to lift is part of that failure. */
-            if (c == '[' && s->stack[s->depth].type != '[') {
+            /* Lift arrays that are object values: an array inside an array that
+             * failed to lift is part of that failure, and a top-level array is
+             * jansson's to refuse. */
+            if (c == '[' && s->depth > 0 && s->stack[s->depth].type == '{') {
                 int rc = lift_array(s);
                 if (rc < 0) return -1;
                 if (rc > 0) {
@@ -442,7 +481,8 @@ static int walk(scanner *s)
             int overflow;
             const char *q = srv_parse_number(s->p, s->end, &v, &overflow);
             if (!q) {
-                if (c == '-' && (s->end - s->p) >= 9 && memcmp(s->p + 1, "Infinity", 8) == 0)
+                if (c == '-' && (s->end - s->p) >= 9 &&
+                    memcmp(s->p + 1, "Infinity", 8) == 0)
                     return nonfinite(s, 0);
                 return 0;
             }
@@ -490,8 +530,9 @@ void srv_scan_parse(srv_scan *scan, size_t c0, size_t c1)
         srv_numchunk *k = &scan->chunks[c];
         const srv_lifted *a = &scan->arrays[k->array];
         int overflow = 0;
-        size_t bad = parse_numbers(scan->body + k->text_start, scan->body + k->text_end,
-                                   scan->values + a->offset + k->first, k->count, &overflow);
+        size_t bad =
+            parse_numbers(scan->body + k->text_start, scan->body + k->text_end,
+                          scan->values + a->offset + k->first, k->count, &overflow);
         k->bad = bad;
         k->overflow = overflow;
     }
@@ -511,7 +552,8 @@ int srv_scan_finish(srv_scan *scan, srv_error *err)
             idx[d] = flat % a->shape[d];
             flat /= a->shape[d];
         }
-        for (size_t d = 0; d < a->rank; d++) srv_pointer_push_index(ptr, sizeof ptr, idx[d]);
+        for (size_t d = 0; d < a->rank; d++)
+            srv_pointer_push_index(ptr, sizeof ptr, idx[d]);
         if (k->overflow)
             set_nonfinite(err, ptr, 1);
         else
@@ -552,7 +594,8 @@ size_t srv_scan_original_offset(const srv_scan *scan, size_t pos, int *line, int
     for (size_t k = 0; k < scan->n_arrays; k++) {
         const srv_lifted *a = &scan->arrays[k];
         if (a->compact_start >= pos) break;
-        orig = pos >= a->compact_end ? a->text_end + (pos - a->compact_end) : a->text_start;
+        orig =
+            pos >= a->compact_end ? a->text_end + (pos - a->compact_end) : a->text_start;
     }
     if (orig > scan->body_len) orig = scan->body_len;
     int l = 1, c = 0;
@@ -575,6 +618,7 @@ void srv_scan_free(srv_scan *scan)
     srv_mem_free(scan->arrays);
     srv_mem_free(scan->chunks);
     srv_mem_free(scan->text);
+    srv_mem_free(scan->binary_paths);
     memset(scan, 0, sizeof *scan);
 }
 

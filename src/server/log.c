@@ -44,7 +44,8 @@ void srv_log(int level, const char *fmt, ...)
     stamp(ts, sizeof ts);
     srv_buf b = {0};
     if (log_json) {
-        srv_buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level_names[level]);
+        srv_buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts,
+                       level_names[level]);
         srv_json_string(&b, msg, strlen(msg));
         srv_buf_puts(&b, "}\n");
     } else {
@@ -54,25 +55,27 @@ void srv_log(int level, const char *fmt, ...)
     srv_buf_free(&b);
 }
 
-void srv_log_access(const char *method, const char *path, int status, size_t in, size_t out,
-                    double ms, const char *request_id)
+void srv_log_access(const char *method, const char *path, int status, size_t in,
+                    size_t out, double ms, const char *request_id)
 {
     char ts[40];
     stamp(ts, sizeof ts);
     srv_buf b = {0};
     if (log_json) {
-        srv_buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"method\":", ts);
+        srv_buf_printf(
+            &b, "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"method\":", ts);
         srv_json_string(&b, method, strlen(method));
         srv_buf_puts(&b, ",\"path\":");
         srv_json_string(&b, path, strlen(path));
-        srv_buf_printf(&b, ",\"status\":%d,\"bytes_in\":%zu,\"bytes_out\":%zu,\"ms\":%.3f,"
-                           "\"request_id\":",
+        srv_buf_printf(&b,
+                       ",\"status\":%d,\"bytes_in\":%zu,\"bytes_out\":%zu,\"ms\":%.3f,"
+                       "\"request_id\":",
                        status, in, out, ms);
         srv_json_string(&b, request_id, strlen(request_id));
         srv_buf_puts(&b, "}\n");
     } else {
-        srv_buf_printf(&b, "%s lossd info: %s %s %d in=%zu out=%zu %.3fms id=%s\n", ts, method,
-                       path, status, in, out, ms, request_id);
+        srv_buf_printf(&b, "%s lossd info: %s %s %d in=%zu out=%zu %.3fms id=%s\n", ts,
+                       method, path, status, in, out, ms, request_id);
     }
     emit(&b);
     srv_buf_free(&b);

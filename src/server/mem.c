@@ -20,10 +20,10 @@
 #define SLOTS     32
 
 typedef struct hdr {
-    size_t size;   /* usable bytes after the header */
+    size_t size; /* usable bytes after the header */
     uint32_t magic;
     uint32_t mapped; /* 1: mmap'ed block of size + sizeof(hdr) bytes */
-    size_t pad;    /* keeps the payload 16-byte aligned */
+    size_t pad;      /* keeps the payload 16-byte aligned */
     size_t pad2;
 } hdr;
 
@@ -42,7 +42,8 @@ static hdr *map_block(size_t n)
 {
     size_t total = (n + sizeof(hdr) + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
     if (total < n) return NULL;
-    void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *p =
+        mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
 #ifdef MADV_HUGEPAGE
     madvise(p, total, MADV_HUGEPAGE);

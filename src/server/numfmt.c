@@ -262,8 +262,8 @@ static int count_digits32(uint32_t n)
 
 /* Moves the last digit towards w while the result stays inside the interval and
  * gets closer to w (Grisu2's rounding). */
-static void grisu_round(char *buf, int len, uint64_t delta, uint64_t rest, uint64_t ten_kappa,
-                        uint64_t wp_w)
+static void grisu_round(char *buf, int len, uint64_t delta, uint64_t rest,
+                        uint64_t ten_kappa, uint64_t wp_w)
 {
     while (rest < wp_w && delta - rest >= ten_kappa &&
            (rest + ten_kappa < wp_w || wp_w - rest > rest + ten_kappa - wp_w)) {
@@ -303,7 +303,8 @@ static int digit_gen(diyfp w, diyfp mp, uint64_t delta, char *buf, int *k)
         if (p2 < delta) {
             *k += kappa;
             int index = -kappa;
-            grisu_round(buf, len, delta, p2, one.f, index < 20 ? wp_w * pow10_64[index] : 0);
+            grisu_round(buf, len, delta, p2, one.f,
+                        index < 20 ? wp_w * pow10_64[index] : 0);
             return len;
         }
     }

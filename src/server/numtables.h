@@ -12,9 +12,9 @@
 extern const uint64_t srv_pow5_128[SRV_POW5_COUNT][2];
 
 typedef struct srv_cached_power {
-    uint64_t f;     /* normalized significand */
-    int16_t e;      /* binary exponent: 10^k ~ f * 2^e */
-    int16_t k;      /* decimal exponent */
+    uint64_t f; /* normalized significand */
+    int16_t e;  /* binary exponent: 10^k ~ f * 2^e */
+    int16_t k;  /* decimal exponent */
 } srv_cached_power;
 
 #define SRV_CACHED_FIRST (-348)

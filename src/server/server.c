@@ -51,6 +51,17 @@ enum route {
     R_OPENAPI
 };
 
+/* Every open connection, for the slow-client sweep: MHD's timeout only counts
+ * idle time, so a client that trickles a byte now and then would hold a
+ * connection forever. */
+typedef struct client {
+    struct client *next, *prev;
+    MHD_socket fd;
+    uint64_t since; /* start of the connection or end of its last request */
+    size_t body;    /* Content-Length of the request being received */
+    int busy;       /* a request is complete and being answered */
+} client;
+
 typedef struct server {
     srv_config *cfg;
     uv_loop_t loop;
@@ -62,10 +73,12 @@ typedef struct server {
     uint64_t drain_deadline;
     int draining;
     MHD_socket listen_fd;
-    unsigned long inflight; /* admitted requests not yet answered */
-    unsigned long running;  /* suspended requests with work on the pool */
+    unsigned long inflight;  /* admitted requests not yet answered */
+    unsigned long running;   /* suspended requests with work on the pool */
     struct request *pending; /* small requests to hand to the pool after MHD_run */
     size_t n_pending;
+    client clients; /* list head */
+    uv_timer_t sweep;
     srv_metrics metrics;
     char *catalog;
     size_t catalog_len;
@@ -77,13 +90,17 @@ typedef struct request {
     struct MHD_Connection *conn;
     const char *url, *method;
     int route, metric;
-    int counted;  /* counts in s->inflight */
-    int running;  /* suspended, work on the pool */
-    int done;     /* loop thread: the job is finished, the next handler call answers */
-    int phase;    /* PH_*: set by a work item, read by its after-work callback */
+    int counted; /* counts in s->inflight */
+    int running; /* suspended, work on the pool */
+    int done;    /* loop thread: the job is finished, the next handler call answers */
+    int phase;   /* PH_*: set by a work item, read by its after-work callback */
     int too_big;
+    client *cl;   /* its connection's sweep entry (NULL if unknown) */
     int has_body; /* Content-Length > 0 or Transfer-Encoding */
-    int checked;  /* headers() ran */
+    int binary;   /* Inference-Header-Content-Length was given */
+    int gzip_in;  /* Content-Encoding: gzip or deflate */
+    unsigned long long json_len;
+    int checked; /* headers() ran */
     size_t received;
     srv_buf body;
     char id[132];
@@ -148,7 +165,8 @@ static void finish_request(request *r, int status, size_t out_len)
         s->inflight--;
     }
     if (s->cfg->access_log)
-        srv_log_access(r->method, r->url, status, r->received, out_len, secs * 1000, r->id);
+        srv_log_access(r->method, r->url, status, r->received, out_len, secs * 1000,
+                       r->id);
 }
 
 /* Adds the common headers to resp, queues it and records the request. */
@@ -159,10 +177,12 @@ static enum MHD_Result send_response(request *r, int status, struct MHD_Response
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(resp, "X-Request-Id", r->id);
     if (h1) MHD_add_response_header(resp, h1, v1);
-    if (r->s->draining) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (r->s->draining)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (r->has_job && r->job.t_parse) {
         char timing[160];
-        snprintf(timing, sizeof timing, "parse;dur=%.3f, compute;dur=%.3f, encode;dur=%.3f",
+        snprintf(timing, sizeof timing,
+                 "parse;dur=%.3f, compute;dur=%.3f, encode;dur=%.3f",
                  (double)r->job.t_parse / 1e6, (double)r->job.t_compute / 1e6,
                  (double)r->job.t_encode / 1e6);
         MHD_add_response_header(resp, "Server-Timing", timing);
@@ -180,8 +200,9 @@ static enum MHD_Result respond(request *r, int status, char *body, size_t len,
                                const char *v1)
 {
     struct MHD_Response *resp =
-        must_free ? MHD_create_response_from_buffer_with_free_callback(len, body, srv_mem_free)
-                  : MHD_create_response_from_buffer(len, body, MHD_RESPMEM_PERSISTENT);
+        must_free
+            ? MHD_create_response_from_buffer_with_free_callback(len, body, srv_mem_free)
+            : MHD_create_response_from_buffer(len, body, MHD_RESPMEM_PERSISTENT);
     if (!resp) {
         if (must_free) srv_mem_free(body);
         return MHD_NO;
@@ -192,23 +213,29 @@ static enum MHD_Result respond(request *r, int status, char *body, size_t len,
 /* The job's response, sent from its pieces without copying them together. */
 static enum MHD_Result respond_job(request *r)
 {
-    srv_output *o = malloc(sizeof *o);
-    if (!o || srv_job_output(&r->job, o)) {
-        free(o);
-        return MHD_NO;
-    }
+    srv_output *o = srv_job_output(&r->job);
+    if (!o) return MHD_NO;
     struct MHD_IoVec *iov = malloc((o->n_pieces ? o->n_pieces : 1) * sizeof *iov);
     if (!iov) {
         srv_output_free(o);
         return MHD_NO;
     }
-    for (size_t i = 0; i < o->n_pieces; i++) iov[i] = (struct MHD_IoVec){o->pieces[i].p, o->pieces[i].len};
-    struct MHD_Response *resp =
-        MHD_create_response_from_iovec(iov, (unsigned int)o->n_pieces, srv_output_free, o);
+    for (size_t i = 0; i < o->n_pieces; i++)
+        iov[i] = (struct MHD_IoVec){o->pieces[i].p, o->pieces[i].len};
+    struct MHD_Response *resp = MHD_create_response_from_iovec(
+        iov, (unsigned int)o->n_pieces, srv_output_free, o);
     free(iov); /* MHD keeps a copy */
     if (!resp) {
         srv_output_free(o);
         return MHD_NO;
+    }
+    if (r->job.gzip_min) MHD_add_response_header(resp, "Vary", "Accept-Encoding");
+    if (o->gzipped) MHD_add_response_header(resp, "Content-Encoding", "gzip");
+    if (o->binary) { /* binary outputs follow the JSON */
+        char n[24];
+        snprintf(n, sizeof n, "%zu", o->json_len);
+        return send_response(r, r->job.status, resp, o->len, "application/octet-stream",
+                             "Inference-Header-Content-Length", n);
     }
     return send_response(r, r->job.status, resp, o->len, "application/json", NULL, NULL);
 }
@@ -301,19 +328,23 @@ static enum MHD_Result handle_get(request *r)
     server *s = r->s;
     switch (r->route) {
     case R_HEALTH:
-        return respond_json(r, 200, "{\"status\":\"ok\",\"version\":\"" SRV_VERSION "\"}\n");
+        return respond_json(r, 200,
+                            "{\"status\":\"ok\",\"version\":\"" SRV_VERSION "\"}\n");
     case R_READY:
         return s->draining ? respond_json(r, 503, "{\"status\":\"draining\"}\n")
                            : respond_json(r, 200, "{\"status\":\"ready\"}\n");
     case R_CATALOG:
-        return respond(r, 200, s->catalog, s->catalog_len, "application/json", 0, NULL, NULL);
+        return respond(r, 200, s->catalog, s->catalog_len, "application/json", 0, NULL,
+                       NULL);
     case R_CATALOG_ONE: {
         size_t len;
         char *body = srv_catalog_json(r->url + 11, &len);
         if (!body) {
             srv_error e;
-            srv_error_set(&e, 404, "unknown_loss", "", "there is no loss named \"%.60s\"; GET "
-                          "/v1/losses lists them", r->url + 11);
+            srv_error_set(&e, 404, "unknown_loss", "",
+                          "there is no loss named \"%.60s\"; GET "
+                          "/v1/losses lists them",
+                          r->url + 11);
             return respond_error(r, &e, NULL, NULL);
         }
         return respond(r, 200, body, len, "application/json", 1, NULL, NULL);
@@ -322,8 +353,8 @@ static enum MHD_Result handle_get(request *r)
         size_t len;
         char *body = srv_metrics_text(&s->metrics, s->inflight, &len);
         if (!body) return MHD_NO;
-        return respond(r, 200, body, len, "text/plain; version=0.0.4; charset=utf-8", 1, NULL,
-                       NULL);
+        return respond(r, 200, body, len, "text/plain; version=0.0.4; charset=utf-8", 1,
+                       NULL, NULL);
     }
     case R_OPENAPI:
         return respond(r, 200, (char *)srv_openapi_yaml, srv_openapi_yaml_len,
@@ -494,12 +525,18 @@ static void encode_range(request *r, size_t c0, size_t c1)
     srv_job_encode(&r->job, c0, c1);
 }
 
+static void work_complete(uv_work_t *w)
+{
+    request *r = w->data;
+    srv_job_complete(&r->job);
+    r->phase = PH_DONE;
+}
+
 static void encode_done(request *r)
 {
     r->job.t_encode += srv_now_ns() - r->t_phase;
-    srv_job_complete(&r->job);
-    resume(r);
-    mhd_kick(r->s);
+    r->work.data = r;
+    uv_queue_work(&r->s->loop, &r->work, work_complete, after_item);
 }
 
 static void compute_done(request *r)
@@ -515,10 +552,18 @@ static void next_phase(request *r)
 {
     r->t_phase = srv_now_ns();
     switch (r->phase) {
-    case PH_DONE: resume(r); break;
-    case PH_PARSE: spread(r, r->job.scan.n_chunks, parse_range, parse_done); break;
-    case PH_COMPUTE: spread(r, r->job.n_units, compute_range, compute_done); break;
-    case PH_ENCODE: spread(r, r->job.n_echunks, encode_range, encode_done); break;
+    case PH_DONE:
+        resume(r);
+        break;
+    case PH_PARSE:
+        spread(r, r->job.scan.n_chunks, parse_range, parse_done);
+        break;
+    case PH_COMPUTE:
+        spread(r, r->job.n_units, compute_range, compute_done);
+        break;
+    case PH_ENCODE:
+        spread(r, r->job.n_echunks, encode_range, encode_done);
+        break;
     }
 }
 
@@ -569,6 +614,32 @@ static void flush_pending(server *s)
     }
 }
 
+/* Responses at least this large are gzipped for clients that accept it. */
+#define GZIP_MIN_BYTES (64 * 1024)
+
+/* Accept-Encoding names gzip (with a q-value other than 0). */
+static int accepts_gzip(struct MHD_Connection *c)
+{
+    const char *ae = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Accept-Encoding");
+    for (const char *p = ae; p && (p = strcasestr(p, "gzip")); p += 4) {
+        int start = p == ae || p[-1] == ' ' || p[-1] == ',';
+        const char *q = p + 4;
+        while (*q == ' ') q++;
+        if (!start || (*q && *q != ',' && *q != ';')) continue;
+        if (*q == ';') {
+            q++;
+            while (*q == ' ') q++;
+            if (!strncmp(q, "q=0", 3) && (q[3] == '\0' || q[3] == ',' ||
+                                          (q[3] == '.' && strspn(q + 4, "0") > 0 &&
+                                           (q[4 + strspn(q + 4, "0")] == '\0' ||
+                                            q[4 + strspn(q + 4, "0")] == ','))))
+                continue;
+        }
+        return 1;
+    }
+    return 0;
+}
+
 /* Suspends the connection and queues the job; -1 when out of memory. */
 static int submit(request *r)
 {
@@ -579,9 +650,14 @@ static int submit(request *r)
     body[len] = '\0';
     srv_job_init(&r->job, r->route == R_LOSS ? SRV_EP_LOSS : SRV_EP_OBJECTIVE, body, len,
                  (size_t)s->cfg->max_elements);
+    r->job.gzip_in = r->gzip_in;
+    r->job.max_body = (size_t)s->cfg->max_body_bytes;
+    if (accepts_gzip(r->conn)) r->job.gzip_min = GZIP_MIN_BYTES;
+    if (r->binary) srv_job_set_binary(&r->job, r->json_len); /* failures end in the job */
     r->has_job = 1;
     r->running = 1;
     s->running++;
+    if (r->cl) r->cl->busy = 1;
     MHD_suspend_connection(r->conn);
     if (len <= BATCH_MAX_BODY) { /* queued after this MHD_run, with its neighbours */
         r->next = s->pending;
@@ -612,16 +688,42 @@ static enum MHD_Result admit_post(request *r)
         return fail(r, 503, "draining", "Retry-After", "1",
                     "lossd is shutting down; retry on another instance");
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
-    if (ct && !is_json_type(ct))
-        return fail(r, 415, "unsupported_media_type", NULL, NULL,
-                    "Content-Type must be application/json, not \"%.60s\"", ct);
+    const char *ih = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                 "Inference-Header-Content-Length");
+    if (ih) { /* binary tensors follow the JSON (Open Inference Protocol) */
+        char *end;
+        errno = 0;
+        r->json_len = strtoull(ih, &end, 10);
+        if (errno || !*ih || *end || *ih == '-')
+            return fail(r, 400, "invalid_binary_framing", NULL, NULL,
+                        "Inference-Header-Content-Length \"%.24s\" is not a byte count",
+                        ih);
+        r->binary = 1;
+    }
+    if (ct && !is_json_type(ct) &&
+        !(ih && !strncasecmp(ct, "application/octet-stream", 24)))
+        return fail(
+            r, 415, "unsupported_media_type", NULL, NULL,
+            "Content-Type must be application/json (or application/octet-stream with "
+            "Inference-Header-Content-Length), not \"%.60s\"",
+            ct);
     const char *ce = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Encoding");
-    if (ce && strcasecmp(ce, "identity"))
-        return fail(r, 415, "unsupported_media_type", "Accept-Encoding", "identity",
-                    "Content-Encoding \"%.40s\" is not supported", ce);
+    if (ce && (!strcasecmp(ce, "gzip") || !strcasecmp(ce, "x-gzip") ||
+               !strcasecmp(ce, "deflate")))
+        r->gzip_in = 1;
+    else if (ce && strcasecmp(ce, "identity"))
+        return fail(
+            r, 415, "unsupported_content_encoding", "Accept-Encoding",
+            "gzip, deflate, identity",
+            "Content-Encoding \"%.40s\" is not supported (gzip, deflate, identity)", ce);
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
-    if (!cl && !(te && strcasestr(te, "chunked")))
+    if (te && strcasecmp(te, "chunked"))
+        return fail(r, 400, "invalid_request", NULL, NULL,
+                    "Transfer-Encoding \"%.40s\" is not supported; use chunked (and "
+                    "Content-Encoding for compression)",
+                    te);
+    if (!cl && !te)
         return fail(r, 411, "length_required", NULL, NULL,
                     "a POST needs Content-Length or Transfer-Encoding: chunked");
     unsigned long long max = s->cfg->max_body_bytes;
@@ -637,6 +739,7 @@ static enum MHD_Result admit_post(request *r)
         if (srv_buf_reserve(&r->body, (size_t)n))
             return fail(r, 503, "overloaded", "Retry-After", "1",
                         "no memory for a body of %llu bytes now", n);
+        if (r->cl) r->cl->body = (size_t)n;
     }
     if (s->inflight >= s->cfg->max_inflight)
         return fail(r, 503, "overloaded", "Retry-After", "1",
@@ -659,8 +762,9 @@ static enum MHD_Result headers(request *r)
     if (r->route == R_NONE)
         return fail(r, 404, "not_found", NULL, NULL, "no such endpoint: %.80s", url);
     if (post_route ? strcmp(method, "POST") != 0 : !is_get)
-        return fail(r, 405, "method_not_allowed", "Allow", post_route ? "POST" : "GET, HEAD",
-                    "%s is not allowed on %s (use %s)", method, url, post_route ? "POST" : "GET");
+        return fail(r, 405, "method_not_allowed", "Allow",
+                    post_route ? "POST" : "GET, HEAD", "%s is not allowed on %s (use %s)",
+                    method, url, post_route ? "POST" : "GET");
     if (r->route != R_HEALTH && r->route != R_READY && !authorized(s, r->conn))
         return fail(r, 401, "unauthorized", "WWW-Authenticate", "Bearer",
                     "this lossd needs an API key: send Authorization: Bearer KEY or "
@@ -670,8 +774,8 @@ static enum MHD_Result headers(request *r)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version, const char *upload,
-                                  size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version,
+                                  const char *upload, size_t *upload_size, void **con_cls)
 {
     server *s = cls;
     request *r = *con_cls;
@@ -687,11 +791,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         r->t0 = srv_now_ns();
         request_id(s, r);
         r->route = route_of(url, &r->metric);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        r->cl = ci ? ci->socket_context : NULL;
         /* A request without a body is answered on the next call: a response
          * queued while MHD still waits for the end of the request closes the
          * connection, which is right for a refused body but not for a GET. */
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        const char *te =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
         r->has_body = (cl && strcmp(cl, "0")) || te;
         if (!r->has_body) return MHD_YES;
         return headers(r);
@@ -705,7 +814,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             srv_buf_free(&r->body);
         }
         /* A chunked body that keeps coming long after the limit: drop the client. */
-        if (r->too_big && r->received > 2 * s->cfg->max_body_bytes + (1u << 20)) return MHD_NO;
+        if (r->too_big && r->received > 2 * s->cfg->max_body_bytes + (1u << 20))
+            return MHD_NO;
         return MHD_YES;
     }
     if (r->done && r->has_job) {
@@ -735,6 +845,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)c;
     (void)toe;
     if (!r) return;
+    if (r->cl) {
+        r->cl->busy = 0;
+        r->cl->body = 0;
+        r->cl->since = srv_now_ns();
+    }
     if (r->counted) { /* the client went away before its answer */
         r->counted = 0;
         s->inflight--;
@@ -744,6 +859,51 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     free(r->chunks);
     free(r);
     *con_cls = NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        client *k = calloc(1, sizeof *k);
+        if (!k) return;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        k->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
+        k->since = srv_now_ns();
+        k->next = s->clients.next;
+        k->prev = &s->clients;
+        s->clients.next->prev = k;
+        s->clients.next = k;
+        *socket_context = k;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+        client *k = *socket_context;
+        k->prev->next = k->next;
+        k->next->prev = k->prev;
+        free(k);
+        *socket_context = NULL;
+    }
+}
+
+/* Once a second: a request must arrive within twice --connection-timeout of
+ * the connection's start (or its previous request's end), plus a second per
+ * 64 KiB of body; a slower client is disconnected (its socket shut down, which
+ * MHD then closes).  Connections whose request is being answered are left
+ * alone, suspended ones above all. */
+static void on_sweep(uv_timer_t *t)
+{
+    server *s = t->data;
+    uint64_t now = srv_now_ns(), limit_ns = 2000000000ULL * s->cfg->connection_timeout;
+    for (client *k = s->clients.next; k != &s->clients; k = k->next) {
+        if (k->busy || k->fd == MHD_INVALID_SOCKET) continue;
+        uint64_t allowed = limit_ns + (uint64_t)(k->body / 65536) * 1000000000ULL;
+        if (now - k->since > allowed) {
+            shutdown(k->fd, SHUT_RDWR);
+            k->fd = MHD_INVALID_SOCKET; /* once */
+        }
+    }
+    mhd_kick(s);
 }
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
@@ -801,6 +961,8 @@ static void stop(server *s)
     uv_close((uv_handle_t *)&s->poll, on_close);
     uv_close((uv_handle_t *)&s->timer, on_close);
     uv_close((uv_handle_t *)&s->drain, on_close);
+    uv_timer_stop(&s->sweep);
+    uv_close((uv_handle_t *)&s->sweep, on_close);
     uv_close((uv_handle_t *)&s->sig_term, on_close);
     uv_close((uv_handle_t *)&s->sig_int, on_close);
     srv_log(SRV_LOG_INFO, "stopped");
@@ -821,12 +983,17 @@ static void on_signal(uv_signal_t *h, int signum)
     s->draining = 1;
     srv_log(SRV_LOG_INFO, "%s: draining (%lu requests in flight)",
             signum == SIGTERM ? "SIGTERM" : "SIGINT", s->inflight);
+    /* Closed at once, so that new connections are refused rather than left in
+     * the backlog: MHD no longer watches it in external mode. */
     s->listen_fd = MHD_quiesce_daemon(s->mhd);
+    if (s->listen_fd != MHD_INVALID_SOCKET) close(s->listen_fd);
+    s->listen_fd = MHD_INVALID_SOCKET;
     s->drain_deadline = uv_now(&s->loop) + 1000u * s->cfg->connection_timeout;
     uv_timer_start(&s->drain, on_drain, 0, 10);
 }
 
-static int bind_address(const char *bind, unsigned port, struct sockaddr_storage *ss, int *v6)
+static int bind_address(const char *bind, unsigned port, struct sockaddr_storage *ss,
+                        int *v6)
 {
     memset(ss, 0, sizeof *ss);
     struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
@@ -861,21 +1028,24 @@ int srv_server_run(srv_config *cfg)
     s->cfg = cfg;
     s->listen_fd = MHD_INVALID_SOCKET;
     s->id_state = mix64((uint64_t)srv_now_ns() ^ ((uint64_t)getpid() << 32));
+    s->clients.next = s->clients.prev = &s->clients;
     s->catalog = srv_catalog_json(NULL, &s->catalog_len);
     if (!s->catalog) return 1;
 
     struct sockaddr_storage addr;
     int v6;
     if (bind_address(cfg->bind, (unsigned)cfg->port, &addr, &v6)) {
-        fprintf(stderr, "lossd: --bind \"%s\" is not an IPv4 or IPv6 address\n", cfg->bind);
+        fprintf(stderr, "lossd: --bind \"%s\" is not an IPv4 or IPv6 address\n",
+                cfg->bind);
         return 2;
     }
     if (cfg->tls_cert && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
         fprintf(stderr, "lossd: this libmicrohttpd has no TLS support\n");
         return 2;
     }
-    unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO |
-                         (v6 ? MHD_USE_IPv6 : 0) | (cfg->tls_cert ? MHD_USE_TLS : 0);
+    unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+                         MHD_USE_TURBO | (v6 ? MHD_USE_IPv6 : 0) |
+                         (cfg->tls_cert ? MHD_USE_TLS : 0);
     struct MHD_OptionItem opts[] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, NULL},
         {MHD_OPTION_SOCK_ADDR, 0, &addr},
@@ -884,6 +1054,7 @@ int srv_server_run(srv_config *cfg)
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->connection_timeout, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(64 * 1024), NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s},
         {MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1, NULL},
         {cfg->tls_cert ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, cfg->tls_key_pem},
         {MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls_cert_pem},
@@ -897,17 +1068,22 @@ int srv_server_run(srv_config *cfg)
         srv_mem_free(s->catalog);
         return 1;
     }
-    const union MHD_DaemonInfo *ep = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    const union MHD_DaemonInfo *pi = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    const union MHD_DaemonInfo *ep =
+        MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    const union MHD_DaemonInfo *pi =
+        MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
     unsigned port = pi ? pi->port : (unsigned)cfg->port;
 
     uv_loop_init(&s->loop);
     uv_poll_init(&s->loop, &s->poll, ep->epoll_fd);
     uv_timer_init(&s->loop, &s->timer);
     uv_timer_init(&s->loop, &s->drain);
+    uv_timer_init(&s->loop, &s->sweep);
     uv_signal_init(&s->loop, &s->sig_term);
     uv_signal_init(&s->loop, &s->sig_int);
     s->poll.data = s->timer.data = s->drain.data = s->sig_term.data = s->sig_int.data = s;
+    s->sweep.data = s;
+    uv_timer_start(&s->sweep, on_sweep, 1000, 1000);
     uv_poll_start(&s->poll, UV_READABLE, on_poll);
     uv_signal_start(&s->sig_term, on_signal, SIGTERM);
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
@@ -915,14 +1091,15 @@ int srv_server_run(srv_config *cfg)
 
     char host[INET6_ADDRSTRLEN] = "?";
     if (v6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&addr)->sin6_addr, host, sizeof host);
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&addr)->sin6_addr, host,
+                  sizeof host);
     else
         inet_ntop(AF_INET, &((struct sockaddr_in *)&addr)->sin_addr, host, sizeof host);
     printf("lossd listening on %s://%s%s%s:%u\n", cfg->tls_cert ? "https" : "http",
            v6 ? "[" : "", host, v6 ? "]" : "", port);
     fflush(stdout);
-    srv_log(SRV_LOG_INFO, "version %s, %lu compute threads, max body %llu bytes", SRV_VERSION,
-            cfg->threads, cfg->max_body_bytes);
+    srv_log(SRV_LOG_INFO, "version %s, %lu compute threads, max body %llu bytes",
+            SRV_VERSION, cfg->threads, cfg->max_body_bytes);
 
     uv_run(&s->loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&s->loop) == 0 ? 0 : 1;

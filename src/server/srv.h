@@ -115,14 +115,17 @@ typedef struct srv_scan {
     char *text; /* owned: the compacted document for jansson */
     size_t text_len;
     size_t max_values; /* limit; exceeding it is an error */
+    /* the objects holding "binary_data_size", in the order of the text */
+    char (*binary_paths)[256]; /* owned: JSON Pointers */
+    size_t n_binary, cap_binary;
 } srv_scan;
 
 /* Errors of the codec and the HTTP layer, ready to become an error body. */
 typedef struct srv_error {
-    int status;         /* HTTP status */
-    const char *code;   /* stable snake_case code */
+    int status;       /* HTTP status */
+    const char *code; /* stable snake_case code */
     char message[320];
-    char path[256];     /* JSON Pointer, "" when none */
+    char path[256]; /* JSON Pointer, "" when none */
 } srv_error;
 
 /* Scans body[0..len) (borrowed until srv_scan_free): checks numbers outside
@@ -165,7 +168,11 @@ int srv_json_string(srv_buf *b, const char *s, size_t len);
 /* ---- codec.c, encode.c, job.c: requests as jobs ---- */
 
 /* SRV_EP_AUTO (lossd eval): an objective when the body has "tasks". */
-typedef enum srv_endpoint { SRV_EP_LOSS = 0, SRV_EP_OBJECTIVE = 1, SRV_EP_AUTO = 2 } srv_endpoint;
+typedef enum srv_endpoint {
+    SRV_EP_LOSS = 0,
+    SRV_EP_OBJECTIVE = 1,
+    SRV_EP_AUTO = 2
+} srv_endpoint;
 
 enum { SRV_DTYPE_FLOAT64 = 0, SRV_DTYPE_FLOAT32, SRV_DTYPE_INT64, SRV_DTYPE_INT32 };
 
@@ -173,7 +180,15 @@ enum { SRV_DTYPE_FLOAT64 = 0, SRV_DTYPE_FLOAT32, SRV_DTYPE_INT64, SRV_DTYPE_INT3
 typedef struct srv_form {
     int object; /* 1: {"shape", "data"}; 0: a number or nested arrays */
     int dtype;  /* SRV_DTYPE_* */
+    int binary; /* its bytes came after the JSON (binary_data_size) */
 } srv_form;
+
+/* A tensor whose bytes follow the JSON: where its object is and its bytes are. */
+typedef struct srv_binref {
+    const char *path;    /* JSON Pointer of the tensor object (in srv_scan) */
+    size_t offset, size; /* in the binary section */
+    int used;
+} srv_binref;
 
 /* Output selection bits. */
 enum {
@@ -186,8 +201,8 @@ enum {
 
 /* One loss on one batch: the body of /v1/loss, or one task of /v1/objective. */
 typedef struct srv_task {
-    const char *name;  /* objective tasks; borrowed from the DOM */
-    char prefix[48];   /* JSON Pointer of the task: "" or "/tasks/3" */
+    const char *name; /* objective tasks; borrowed from the DOM */
+    char prefix[48];  /* JSON Pointer of the task: "" or "/tasks/3" */
     loss_spec spec;
     loss_tensor in[LOSS_MAX_INPUTS];
     srv_form form[LOSS_MAX_INPUTS];
@@ -222,9 +237,20 @@ typedef struct srv_part {
     int dtype;
 } srv_part;
 
+/* A result sent as bytes after the JSON ("binary_outputs"). */
+typedef struct srv_bpart {
+    const double *v;
+    size_t n;
+    int dtype;   /* SRV_DTYPE_FLOAT64 or SRV_DTYPE_FLOAT32 */
+    char *bytes; /* after srv_job_complete: the bytes to send (in srv_job.given) */
+    size_t len;
+} srv_bpart;
+
 typedef struct srv_echunk {
     size_t part, u0, u1; /* units [u0, u1) of a part */
     srv_buf text;
+    srv_buf zip; /* text deflated, when the response is gzipped */
+    unsigned long crc;
     int failed;
 } srv_echunk;
 
@@ -232,6 +258,9 @@ typedef struct srv_echunk {
 typedef struct srv_piece {
     const char *p;
     size_t len;
+    const char *deflated; /* the same bytes deflated (srv_deflate_piece), or NULL */
+    size_t deflated_len;
+    unsigned long crc; /* CRC-32 of p[0, len) when deflated */
 } srv_piece;
 
 /* The output of a job, detached from it: its pieces and the buffers that hold
@@ -239,8 +268,11 @@ typedef struct srv_piece {
 typedef struct srv_output {
     srv_piece *pieces;
     size_t n_pieces;
-    size_t len; /* total bytes */
-    char **bufs; /* srv_mem blocks */
+    size_t len;      /* total bytes */
+    size_t json_len; /* binary outputs: bytes of the JSON before them, else len */
+    int gzipped;     /* the pieces are one gzip member */
+    int binary;      /* binary outputs follow json_len bytes of JSON (uncompressed) */
+    char **bufs;     /* srv_mem blocks */
     size_t n_bufs;
 } srv_output;
 void srv_output_free(void *output);
@@ -249,6 +281,15 @@ typedef struct srv_job {
     srv_endpoint ep;
     char *body; /* owned, NUL-terminated */
     size_t len;
+    /* binary tensors: the JSON is body[0, json_len), the bytes follow */
+    size_t json_len;   /* == len without Inference-Header-Content-Length */
+    int binary_out;    /* "binary_outputs": true */
+    int gzip_in;       /* Content-Encoding: gzip or deflate */
+    size_t gzip_min;   /* > 0: gzip the response when it has at least this many bytes */
+    size_t max_body;   /* limit of the inflated body */
+    srv_output *final; /* after srv_job_complete: the response, ready to send */
+    srv_binref *bins;
+    size_t n_bins;
     size_t max_elements;
     srv_scan scan;
     void *root; /* json_t *, owned */
@@ -259,8 +300,10 @@ typedef struct srv_job {
     int weighting_given;
     srv_penalty *pens; /* owned */
     size_t n_pens;
-    double **owned; /* decoded arrays (freed with the job) */
+    double **owned; /* decoded arrays (freed with the job; NULL once given away) */
     size_t n_owned, cap_owned;
+    char **given; /* srv_mem blocks handed to the output (binary outputs) */
+    size_t n_given, cap_given;
     size_t n_elements;
     size_t n_units; /* blocks of all tasks */
     /* results */
@@ -273,13 +316,19 @@ typedef struct srv_job {
     size_t n_parts, cap_parts;
     srv_echunk *echunks; /* formatted by srv_job_encode */
     size_t n_echunks, cap_echunks;
+    srv_bpart *bparts; /* binary outputs, in the order of the JSON */
+    size_t n_bparts, cap_bparts;
     int status;
     /* per-stage times, nanoseconds */
     uint64_t t_parse, t_compute, t_encode;
 } srv_job;
 
-/* Takes ownership of body (malloc'ed, len bytes, body[len] == '\0'). */
-void srv_job_init(srv_job *j, srv_endpoint ep, char *body, size_t len, size_t max_elements);
+/* Takes ownership of body (an srv_mem block, len bytes, body[len] == '\0'). */
+void srv_job_init(srv_job *j, srv_endpoint ep, char *body, size_t len,
+                  size_t max_elements);
+/* Binary framing: the first json_len bytes of the body are the JSON (from
+ * Inference-Header-Content-Length).  -1 (with j->err: 400) when it does not fit. */
+int srv_job_set_binary(srv_job *j, unsigned long long json_len);
 /* Phase 1: scan the body (structure, small arrays).  0, or -1 with j->err. */
 int srv_job_scan(srv_job *j);
 /* Phase 1b: parse the large arrays' numbers, chunks [c0, c1) of
@@ -300,8 +349,9 @@ void srv_job_encode(srv_job *j, size_t c0, size_t c1);
 void srv_job_complete(srv_job *j);
 /* srv_job_prepare, srv_job_encode of every chunk, srv_job_complete. */
 void srv_job_finish(srv_job *j);
-/* Takes the response out of a completed job.  0, or -1 (out of memory). */
-int srv_job_output(srv_job *j, srv_output *out);
+/* Takes the response out of a completed job (NULL when out of memory); free it
+ * with srv_output_free. */
+srv_output *srv_job_output(srv_job *j);
 /* Runs the three phases on this thread (lossd eval, small requests). */
 void srv_job_run(srv_job *j);
 void srv_job_free(srv_job *j);
@@ -320,6 +370,17 @@ void srv_penalty_error(srv_job *j, const srv_penalty *pen, size_t k, const loss_
 void srv_codec_free(srv_job *j);
 
 uint64_t srv_now_ns(void);
+
+/* ---- gzip.c ---- */
+/* Inflates a gzip or zlib body (several gzip members too) of at most max bytes.
+ * 0, or -1 with err (400 corrupt, 413 too large). */
+int srv_inflate(const char *in, size_t in_len, size_t max, char **out, size_t *out_len,
+                srv_error *err);
+/* Appends in[0, len) deflated as a raw stream ending in a sync flush. */
+int srv_deflate_piece(const char *in, size_t len, srv_buf *out);
+/* One gzip member from the pieces of o (using their deflated forms when they
+ * have them) into gz. */
+int srv_gzip_assemble(srv_output *o, srv_output *gz);
 
 /* ---- eval.c ---- */
 int srv_eval_main(int argc, char **argv, size_t max_body, size_t max_elements);
@@ -357,8 +418,8 @@ void srv_log(int level, const char *fmt, ...)
 #endif
     ;
 /* One access-log line. */
-void srv_log_access(const char *method, const char *path, int status, size_t in, size_t out,
-                    double ms, const char *request_id);
+void srv_log_access(const char *method, const char *path, int status, size_t in,
+                    size_t out, double ms, const char *request_id);
 
 /* ---- catalog.c ---- */
 /* The GET /v1/losses body, and one entry by name (NULL when unknown); malloc'ed. */
@@ -371,8 +432,16 @@ extern const size_t srv_openapi_yaml_len;
 /* ---- metrics.c (loop thread only: no locks) ---- */
 
 enum {
-    SRV_EP_M_LOSS, SRV_EP_M_OBJECTIVE, SRV_EP_M_CATALOG, SRV_EP_M_CATALOG_ONE, SRV_EP_M_HEALTH,
-    SRV_EP_M_READY, SRV_EP_M_METRICS, SRV_EP_M_OPENAPI, SRV_EP_M_OTHER, SRV_EP_M_COUNT
+    SRV_EP_M_LOSS,
+    SRV_EP_M_OBJECTIVE,
+    SRV_EP_M_CATALOG,
+    SRV_EP_M_CATALOG_ONE,
+    SRV_EP_M_HEALTH,
+    SRV_EP_M_READY,
+    SRV_EP_M_METRICS,
+    SRV_EP_M_OPENAPI,
+    SRV_EP_M_OTHER,
+    SRV_EP_M_COUNT
 };
 enum { SRV_STAGE_PARSE, SRV_STAGE_COMPUTE, SRV_STAGE_ENCODE, SRV_STAGE_COUNT };
 #define SRV_HIST_BUCKETS 16
@@ -391,8 +460,8 @@ typedef struct srv_metrics {
     unsigned long long bytes_in, bytes_out, rejected_overload;
 } srv_metrics;
 
-void srv_metrics_request(srv_metrics *m, int endpoint, int status, double seconds, size_t in,
-                         size_t out);
+void srv_metrics_request(srv_metrics *m, int endpoint, int status, double seconds,
+                         size_t in, size_t out);
 void srv_metrics_stage(srv_metrics *m, int stage, double seconds);
 /* The Prometheus text exposition (malloc'ed). */
 char *srv_metrics_text(const srv_metrics *m, unsigned long inflight, size_t *len);

@@ -94,8 +94,9 @@ int request_from_json(const json_t *body, test_request *r, loss_error *err)
 {
     memset(r, 0, sizeof *r);
     const json_t *loss = json_object_get(body, "loss");
-    const char *name = json_is_string(loss) ? json_string_value(loss)
-                                            : json_string_value(json_object_get(loss, "name"));
+    const char *name = json_is_string(loss)
+                           ? json_string_value(loss)
+                           : json_string_value(json_object_get(loss, "name"));
     int rc = loss_spec_init(&r->spec, name ? name : "", err);
     if (rc) return rc;
     if (json_is_object(loss)) {
@@ -115,8 +116,8 @@ int request_from_json(const json_t *body, test_request *r, loss_error *err)
                 rc = loss_spec_set_none(&r->spec, key, err);
             else if (json_is_array(v) && nv < LOSS_MAX_PARAMS) {
                 tensor_from_json(v, &r->vecs[nv]);
-                rc = loss_spec_set_vector(&r->spec, key, r->vecs[nv].data, r->vecs[nv].size,
-                                          err);
+                rc = loss_spec_set_vector(&r->spec, key, r->vecs[nv].data,
+                                          r->vecs[nv].size, err);
                 nv++;
             }
             if (rc) return rc;
@@ -137,7 +138,8 @@ int request_from_json(const json_t *body, test_request *r, loss_error *err)
         tensor_from_json(w, &r->weights);
     }
     const json_t *red = json_object_get(body, "reduction");
-    r->reduction = red && strcmp(json_string_value(red), "sum") == 0 ? LOSS_SUM : LOSS_MEAN;
+    r->reduction =
+        red && strcmp(json_string_value(red), "sum") == 0 ? LOSS_SUM : LOSS_MEAN;
     return 0;
 }
 
@@ -153,7 +155,6 @@ int close_enough(double a, double b, double rtol, double scale)
     double diff = fabs(a - b);
     return diff <= rtol * fabs(b) + 1e-2 * rtol * scale + 1e-300;
 }
-
 
 int compare_array(const char *label, const double *got, const json_t *want, double rtol)
 {

@@ -11,15 +11,15 @@
 extern int test_failures;
 extern int test_checks;
 
-#define CHECK(cond, ...)                                                               \
-    do {                                                                               \
-        test_checks++;                                                                 \
-        if (!(cond)) {                                                                 \
-            test_failures++;                                                           \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);   \
-            fprintf(stderr, __VA_ARGS__);                                              \
-            fputc('\n', stderr);                                                       \
-        }                                                                              \
+#define CHECK(cond, ...)                                                             \
+    do {                                                                             \
+        test_checks++;                                                               \
+        if (!(cond)) {                                                               \
+            test_failures++;                                                         \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                            \
+            fputc('\n', stderr);                                                     \
+        }                                                                            \
     } while (0)
 
 /* Prints the summary; returns the process exit status. */

@@ -8,8 +8,8 @@
 
 typedef struct setup {
     const char *loss, *param, *pval;
-    size_t n, k;    /* batch, second dimension */
-    int targets;    /* 0 real, 1 probabilities, 2 class indices, 3 {-1,1}, 4 {0,1} */
+    size_t n, k; /* batch, second dimension */
+    int targets; /* 0 real, 1 probabilities, 2 class indices, 3 {-1,1}, 4 {0,1} */
     int weights;
 } setup;
 
@@ -52,7 +52,8 @@ static int same_bits(const run *a, const run *b)
     ok = ok && memcmp(a->out.losses, b->out.losses, a->p.n_terms * sizeof(double)) == 0;
     for (size_t i = 0; i < LOSS_MAX_INPUTS; i++)
         if (a->out.grads[i])
-            ok = ok && memcmp(a->out.grads[i], b->out.grads[i], a->p.input_size[i] * sizeof(double)) == 0;
+            ok = ok && memcmp(a->out.grads[i], b->out.grads[i],
+                              a->p.input_size[i] * sizeof(double)) == 0;
     return ok;
 }
 
@@ -97,7 +98,8 @@ static void check(const setup *su, unsigned long long seed)
     for (size_t i = 0; i < s.desc->n_inputs; i++) {
         in[i] = (loss_tensor){NULL, 2, {n, k}};
         const char *name = s.desc->inputs[i].name;
-        int is_target = !strcmp(name, "targets") || !strcmp(name, "similar") || !strcmp(name, "x");
+        int is_target =
+            !strcmp(name, "targets") || !strcmp(name, "similar") || !strcmp(name, "x");
         if (is_target && (su->targets == 2 || !strcmp(name, "similar"))) in[i].rank = 1;
         if (!strcmp(name, "mu") || !strcmp(name, "logvar")) in[i].shape[1] = 3;
         size_t sz = loss_tensor_size(&in[i]);
@@ -106,10 +108,18 @@ static void check(const setup *su, unsigned long long seed)
             double v = rng_normal(&g);
             if (is_target) {
                 switch (su->targets) {
-                case 1: v = rng_uniform(&g); break;
-                case 2: v = (double)(j % k); break;
-                case 3: v = v < 0 ? -1.0 : 1.0; break;
-                case 4: v = v < 0 ? 0.0 : 1.0; break;
+                case 1:
+                    v = rng_uniform(&g);
+                    break;
+                case 2:
+                    v = (double)(j % k);
+                    break;
+                case 3:
+                    v = v < 0 ? -1.0 : 1.0;
+                    break;
+                case 4:
+                    v = v < 0 ? 0.0 : 1.0;
+                    break;
                 }
             } else if (!strcmp(su->loss, "bce") && s.from == LOSS_FROM_PROBABILITIES) {
                 v = rng_uniform(&g);
@@ -125,7 +135,8 @@ static void check(const setup *su, unsigned long long seed)
     run one, blocks, threads;
     run *runs[3] = {&one, &blocks, &threads};
     for (int r = 0; r < 3; r++) {
-        CHECK(loss_plan_init(&runs[r]->p, &s, in, su->weights ? &wt : NULL, LOSS_MEAN, &e) == 0,
+        CHECK(loss_plan_init(&runs[r]->p, &s, in, su->weights ? &wt : NULL, LOSS_MEAN,
+                             &e) == 0,
               "%s: %s", su->loss, e.message);
         alloc_outputs(runs[r]);
     }
@@ -140,7 +151,8 @@ static void check(const setup *su, unsigned long long seed)
         order[b - 1] = order[j];
         order[j] = t;
     }
-    for (size_t b = 0; b < nb; b++) loss_eval_blocks(&blocks.p, order[b], order[b] + 1, &blocks.out);
+    for (size_t b = 0; b < nb; b++)
+        loss_eval_blocks(&blocks.p, order[b], order[b] + 1, &blocks.out);
     CHECK(loss_finish(&blocks.p, &blocks.r, &e) == 0, "%s", e.message);
     /* 3. uneven ranges on concurrent threads */
     enum { T = 5 };
@@ -165,6 +177,7 @@ static void check(const setup *su, unsigned long long seed)
 
 int main(void)
 {
-    for (size_t i = 0; i < sizeof setups / sizeof setups[0]; i++) check(&setups[i], 1234 + i);
+    for (size_t i = 0; i < sizeof setups / sizeof setups[0]; i++)
+        check(&setups[i], 1234 + i);
     return test_report("test_determinism");
 }

@@ -14,22 +14,22 @@ typedef struct fd_case {
     const char *params; /* "name=value,..." numbers, booleans (true/false), strings */
     int variant;        /* input layout, see make_inputs */
     loss_reduction reduction;
-    int weights;        /* 0 none, 1 per example, 2 per element */
+    int weights; /* 0 none, 1 per example, 2 per element */
 } fd_case;
 
 enum {
-    V_ELEM,       /* predictions/targets [5,3], real targets */
-    V_PROB,       /* probabilities in (0.05, 0.95), soft targets in [0,1] */
-    V_LOGIT_SOFT, /* logits, soft targets */
+    V_ELEM,         /* predictions/targets [5,3], real targets */
+    V_PROB,         /* probabilities in (0.05, 0.95), soft targets in [0,1] */
+    V_LOGIT_SOFT,   /* logits, soft targets */
     V_BINARY_LOGIT, /* logits, {0,1} targets */
     V_BINARY_PROB,  /* probabilities, {0,1} targets */
-    V_CE_INDEX,   /* logits [6,4], index targets (one is 1, for ignore_index=1) */
-    V_CE_PROBT,   /* logits [6,4], probability targets */
-    V_CE_PINDEX,  /* probabilities [6,4] (rows sum to 1), index targets */
-    V_HINGE,      /* scores, {-1,+1} */
-    V_PAIRS,      /* contrastive */
+    V_CE_INDEX,     /* logits [6,4], index targets (one is 1, for ignore_index=1) */
+    V_CE_PROBT,     /* logits [6,4], probability targets */
+    V_CE_PINDEX,    /* probabilities [6,4] (rows sum to 1), index targets */
+    V_HINGE,        /* scores, {-1,+1} */
+    V_PAIRS,        /* contrastive */
     V_TRIPLET,
-    V_ELBO_B,     /* x in [0,1] */
+    V_ELBO_B, /* x in [0,1] */
     V_ELBO_G
 };
 
@@ -45,10 +45,14 @@ static const fd_case cases[] = {
     {"bce", "from=logits,pos_weight=0.3,label_smoothing=0.2", V_LOGIT_SOFT, LOSS_SUM, 1},
     {"cross_entropy", "", V_CE_INDEX, LOSS_MEAN, 0},
     {"cross_entropy", "label_smoothing=0.1", V_CE_INDEX, LOSS_MEAN, 1},
-    {"cross_entropy", "class_weights=[0.5;2;1;3],ignore_index=1", V_CE_INDEX, LOSS_MEAN, 1},
-    {"cross_entropy", "class_weights=[0.5;2;1;3],label_smoothing=0.3", V_CE_INDEX, LOSS_SUM, 0},
-    {"cross_entropy", "label_smoothing=0.2,class_weights=[1;2;0.5;1]", V_CE_PROBT, LOSS_MEAN, 1},
-    {"cross_entropy", "from=probabilities,label_smoothing=0.1", V_CE_PINDEX, LOSS_MEAN, 0},
+    {"cross_entropy", "class_weights=[0.5;2;1;3],ignore_index=1", V_CE_INDEX, LOSS_MEAN,
+     1},
+    {"cross_entropy", "class_weights=[0.5;2;1;3],label_smoothing=0.3", V_CE_INDEX,
+     LOSS_SUM, 0},
+    {"cross_entropy", "label_smoothing=0.2,class_weights=[1;2;0.5;1]", V_CE_PROBT,
+     LOSS_MEAN, 1},
+    {"cross_entropy", "from=probabilities,label_smoothing=0.1", V_CE_PINDEX, LOSS_MEAN,
+     0},
     {"focal", "", V_BINARY_LOGIT, LOSS_MEAN, 0},
     {"focal", "gamma=0.5,alpha=0.25", V_BINARY_LOGIT, LOSS_MEAN, 2},
     {"focal", "gamma=3,from=probabilities", V_BINARY_PROB, LOSS_SUM, 1},
@@ -94,12 +98,17 @@ static void make_inputs(int v, rng *r, inputs *in)
     memset(in, 0, sizeof *in);
     size_t n = 6;
     switch (v) {
-    case V_ELEM: case V_PROB: case V_LOGIT_SOFT: case V_BINARY_LOGIT: case V_BINARY_PROB:
+    case V_ELEM:
+    case V_PROB:
+    case V_LOGIT_SOFT:
+    case V_BINARY_LOGIT:
+    case V_BINARY_PROB:
     case V_HINGE:
         shape2(&in->t[0], n, 3);
         shape2(&in->t[1], n, 3);
         break;
-    case V_CE_INDEX: case V_CE_PINDEX:
+    case V_CE_INDEX:
+    case V_CE_PINDEX:
         shape2(&in->t[0], n, 4);
         shape1(&in->t[1], n);
         break;
@@ -115,7 +124,8 @@ static void make_inputs(int v, rng *r, inputs *in)
     case V_TRIPLET:
         for (int i = 0; i < 3; i++) shape2(&in->t[i], n, 3);
         break;
-    case V_ELBO_B: case V_ELBO_G:
+    case V_ELBO_B:
+    case V_ELBO_G:
         shape2(&in->t[0], n, 4);
         shape2(&in->t[1], n, 4);
         shape2(&in->t[2], n, 2);
@@ -172,7 +182,8 @@ static void make_inputs(int v, rng *r, inputs *in)
         for (size_t k = 0; k < n; k++) in->data[2][k] = (double)(k % 2);
         break;
     case V_ELBO_B:
-        for (size_t k = 0; k < sx; k++) x[k] = rng_uniform(r) < 0.3 ? rng_uniform(r) : (double)(k % 2);
+        for (size_t k = 0; k < sx; k++)
+            x[k] = rng_uniform(r) < 0.3 ? rng_uniform(r) : (double)(k % 2);
         break;
     default:
         break;
@@ -211,7 +222,8 @@ static void apply_params(loss_spec *s, const char *params, double *vec)
         } else {
             char *end;
             double d = strtod(val, &end);
-            rc = *end ? loss_spec_set_string(s, key, val, &e) : loss_spec_set_number(s, key, d, &e);
+            rc = *end ? loss_spec_set_string(s, key, val, &e)
+                      : loss_spec_set_number(s, key, d, &e);
         }
         if (rc) {
             fprintf(stderr, "bad test parameter %s=%s: %s\n", key, val, e.message);
@@ -247,9 +259,11 @@ static void check_case(const fd_case *c, unsigned long long seed)
     CHECK(loss_spec_init(&s, c->loss, &e) == 0, "%s", e.message);
     apply_params(&s, c->params, in.vec);
     if (c->weights) {
-        size_t n = in.t[0].shape[0], sz = c->weights == 1 ? n : loss_tensor_size(&in.t[0]);
+        size_t n = in.t[0].shape[0],
+               sz = c->weights == 1 ? n : loss_tensor_size(&in.t[0]);
         in.w = malloc(sz * sizeof(double));
-        for (size_t k = 0; k < sz; k++) in.w[k] = k % 5 == 3 ? 0.0 : 0.2 + 2 * rng_uniform(&r);
+        for (size_t k = 0; k < sz; k++)
+            in.w[k] = k % 5 == 3 ? 0.0 : 0.2 + 2 * rng_uniform(&r);
         in.wt = c->weights == 1 ? (loss_tensor){in.w, 1, {n}} : in.t[0];
         in.wt.data = in.w;
     }
@@ -259,13 +273,15 @@ static void check_case(const fd_case *c, unsigned long long seed)
     if (rc) return;
     loss_outputs out = {0};
     for (size_t i = 0; i < p.desc->n_inputs; i++)
-        if (p.desc->inputs[i].differentiable) out.grads[i] = calloc(p.input_size[i], sizeof(double));
+        if (p.desc->inputs[i].differentiable)
+            out.grads[i] = calloc(p.input_size[i], sizeof(double));
     loss_result res;
     CHECK(loss_eval(&p, &out, &res, &e) == 0, "%s", e.message);
     for (size_t i = 0; i < p.desc->n_inputs; i++) {
         if (!out.grads[i]) continue;
         double gmax = 0;
-        for (size_t k = 0; k < p.input_size[i]; k++) gmax = fmax(gmax, fabs(out.grads[i][k]));
+        for (size_t k = 0; k < p.input_size[i]; k++)
+            gmax = fmax(gmax, fabs(out.grads[i][k]));
         for (size_t k = 0; k < p.input_size[i]; k++) {
             double x0 = in.data[i][k], h = 1e-5 * fmax(1.0, fabs(x0));
             in.data[i][k] = x0 + h;
@@ -274,7 +290,8 @@ static void check_case(const fd_case *c, unsigned long long seed)
             double fm = cost_of(&s, &in, c);
             in.data[i][k] = x0;
             double f0 = cost_of(&s, &in, c);
-            double right = (fp - f0) / h, left = (f0 - fm) / h, central = (fp - fm) / (2 * h);
+            double right = (fp - f0) / h, left = (f0 - fm) / h,
+                   central = (fp - fm) / (2 * h);
             double g = out.grads[i][k];
             if (fabs(right - left) > 1e-3 * fmax(fmax(fabs(right), fabs(left)), 1e-6)) {
                 skipped++; /* a kink between x - h and x + h */
@@ -282,9 +299,11 @@ static void check_case(const fd_case *c, unsigned long long seed)
             }
             compared++;
             double tol = 1e-6 * fmax(fabs(g), fmax(1e-2 * gmax, 1e-9));
-            CHECK(fabs(central - g) <= tol, "%s(%s) red=%d w=%d: d cost/d %s[%zu]: analytic %.12g, "
-                  "finite difference %.12g", c->loss, c->params, c->reduction, c->weights,
-                  p.desc->inputs[i].name, k, g, central);
+            CHECK(fabs(central - g) <= tol,
+                  "%s(%s) red=%d w=%d: d cost/d %s[%zu]: analytic %.12g, "
+                  "finite difference %.12g",
+                  c->loss, c->params, c->reduction, c->weights, p.desc->inputs[i].name, k,
+                  g, central);
         }
         free(out.grads[i]);
     }
@@ -296,10 +315,12 @@ static void check_case(const fd_case *c, unsigned long long seed)
 static void check_weighting(void)
 {
     double cost[3] = {0.7, 2.5, 0.05}, s[3] = {0.3, -0.4, 1.2}, g[3];
-    for (int scheme = LOSS_WEIGHTING_LOG_SIGMA; scheme <= LOSS_WEIGHTING_LOG_VARIANCE; scheme++) {
+    for (int scheme = LOSS_WEIGHTING_LOG_SIGMA; scheme <= LOSS_WEIGHTING_LOG_VARIANCE;
+         scheme++) {
         loss_weighting_out o = {NULL, NULL, g, NULL, 0};
         loss_error e;
-        CHECK(loss_weighting_eval((loss_weighting)scheme, 3, cost, s, &o, &e) == 0, "%s", e.message);
+        CHECK(loss_weighting_eval((loss_weighting)scheme, 3, cost, s, &o, &e) == 0, "%s",
+              e.message);
         for (int i = 0; i < 3; i++) {
             double s0 = s[i], h = 1e-6, jp, jm;
             loss_weighting_out q = {0};
@@ -312,7 +333,8 @@ static void check_weighting(void)
             s[i] = s0;
             double fd = (jp - jm) / (2 * h);
             CHECK(fabs(fd - g[i]) <= 1e-7 * fmax(1.0, fabs(g[i])),
-                  "weighting %d: dJ/ds[%d] analytic %.12g, fd %.12g", scheme, i, g[i], fd);
+                  "weighting %d: dJ/ds[%d] analytic %.12g, fd %.12g", scheme, i, g[i],
+                  fd);
             /* dJ/dL_i = the effective weight, which scales the task gradients. */
             double L0 = cost[i];
             cost[i] = L0 + h;
@@ -323,21 +345,24 @@ static void check_weighting(void)
             jm = q.data_term;
             cost[i] = L0;
             double eff = loss_weighting_factor((loss_weighting)scheme, s[i]);
-            CHECK(fabs((jp - jm) / (2 * h) - eff) <= 1e-7, "weighting %d: dJ/dL[%d] %.12g vs %.12g",
-                  scheme, i, (jp - jm) / (2 * h), eff);
+            CHECK(fabs((jp - jm) / (2 * h) - eff) <= 1e-7,
+                  "weighting %d: dJ/dL[%d] %.12g vs %.12g", scheme, i,
+                  (jp - jm) / (2 * h), eff);
         }
     }
 }
 
-static void check_penalty(const char *kind, const char *k1, double v1, const char *k2, double v2,
-                          const char *k3, double v3)
+static void check_penalty(const char *kind, const char *k1, double v1, const char *k2,
+                          double v2, const char *k3, double v3)
 {
     loss_penalty pen;
     loss_error e;
     CHECK(loss_penalty_init(&pen, kind, &e) == 0, "%s", e.message);
     loss_param_set ps = loss_penalty_params(&pen);
     if (k1 && !strcmp(k1, "prior"))
-        CHECK(loss_params_set_string(&ps, k1, !strcmp(kind, "l2") ? "gaussian" : "laplace", &e) == 0, "%s", e.message);
+        CHECK(loss_params_set_string(
+                  &ps, k1, !strcmp(kind, "l2") ? "gaussian" : "laplace", &e) == 0,
+              "%s", e.message);
     else if (k1)
         CHECK(loss_params_set_number(&ps, k1, v1, &e) == 0, "%s", e.message);
     if (k2) CHECK(loss_params_set_number(&ps, k2, v2, &e) == 0, "%s", e.message);
@@ -353,8 +378,8 @@ static void check_penalty(const char *kind, const char *k1, double v1, const cha
         loss_penalty_eval(&pen, th, 6, &pm, NULL, &e);
         th[i] = t0;
         double fd = (pp - pm) / (2 * h);
-        CHECK(fabs(fd - g[i]) <= 1e-7 * fmax(1.0, fabs(g[i])), "%s: dP/dtheta[%d] %.12g vs fd %.12g",
-              kind, i, g[i], fd);
+        CHECK(fabs(fd - g[i]) <= 1e-7 * fmax(1.0, fabs(g[i])),
+              "%s: dP/dtheta[%d] %.12g vs fd %.12g", kind, i, g[i], fd);
     }
 }
 
@@ -370,7 +395,9 @@ int main(void)
     check_penalty("l1", "prior", 0, "b", 0.25, NULL, 0);
     check_penalty("elastic_net", "lambda", 0.4, "l1_ratio", 0.3, NULL, 0);
     check_penalty("elastic_net", "lambda", 1.5, NULL, 0, NULL, 0);
-    printf("test_gradcheck: %d elements compared, %d skipped at kinks\n", compared, skipped);
-    CHECK(skipped * 50 < compared, "too many kinks skipped: %d of %d", skipped, compared + skipped);
+    printf("test_gradcheck: %d elements compared, %d skipped at kinks\n", compared,
+           skipped);
+    CHECK(skipped * 50 < compared, "too many kinks skipped: %d of %d", skipped,
+          compared + skipped);
     return test_report("test_gradcheck");
 }

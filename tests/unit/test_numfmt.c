@@ -29,28 +29,53 @@ static void check_parse(const char *s)
     if (isinf(want)) {
         CHECK(of, "%s: overflow not flagged", s);
     } else {
-        CHECK(!of && same_bits(v, want), "%s: got %.17g (%a), strtod %.17g (%a)", s, v, v, want, want);
+        CHECK(!of && same_bits(v, want), "%s: got %.17g (%a), strtod %.17g (%a)", s, v, v,
+              want, want);
     }
 }
 
 static void grammar(void)
 {
-    static const char *const bad[] = {"+1",  ".5",  "01",   "1.",   "1e",  "1e+", "-",   "--1",
-                                      "0x10", "NaN", "Infinity", "-Infinity", "1.e5", "-.5",
-                                      "00",  "1ee5", "",   "e5",   "-01", "nan", "inf"};
+    static const char *const bad[] = {
+        "+1",  ".5",   "01",  "1.",       "1e",        "1e+",  "-",
+        "--1", "0x10", "NaN", "Infinity", "-Infinity", "1.e5", "-.5",
+        "00",  "1ee5", "",    "e5",       "-01",       "nan",  "inf"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int ok, of;
         parse(bad[i], &ok, &of);
         CHECK(!ok, "\"%s\" accepted", bad[i]);
     }
     static const char *const good[] = {
-        "0", "-0", "1", "-1", "0.5", "1e5", "1E5", "1e+5", "1e-5", "123.456e-7", "0.0000001",
-        "9007199254740993", "1.7976931348623157e308", "2.2250738585072014e-308",
-        "2.2250738585072011e-308", "4.9406564584124654e-324", "5e-324", "2.4703282292062328e-324",
-        "1e-400", "123456789012345678901234567890", "0.1000000000000000055511151231257827",
-        "7.2057594037927933e16", "3.0000000000000004", "1e23", "8.98846567431158e307",
-        "1.00000000000000011102230246251565404236316680908203125", "9.999999999999999e22",
-        "4.35679828e-318", "1448997445238699", "6.631236846766476e-316"};
+        "0",
+        "-0",
+        "1",
+        "-1",
+        "0.5",
+        "1e5",
+        "1E5",
+        "1e+5",
+        "1e-5",
+        "123.456e-7",
+        "0.0000001",
+        "9007199254740993",
+        "1.7976931348623157e308",
+        "2.2250738585072014e-308",
+        "2.2250738585072011e-308",
+        "4.9406564584124654e-324",
+        "5e-324",
+        "2.4703282292062328e-324",
+        "1e-400",
+        "123456789012345678901234567890",
+        "0.1000000000000000055511151231257827",
+        "7.2057594037927933e16",
+        "3.0000000000000004",
+        "1e23",
+        "8.98846567431158e307",
+        "1.00000000000000011102230246251565404236316680908203125",
+        "9.999999999999999e22",
+        "4.35679828e-318",
+        "1448997445238699",
+        "6.631236846766476e-316"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) check_parse(good[i]);
     int ok, of;
     double v = parse("1e309", &ok, &of);
@@ -125,20 +150,54 @@ static int digits_of(const char *s)
 static void format(rng *r)
 {
     char buf[SRV_DOUBLE_MAX + 1];
-    static const double special[] = {0.0,     -0.0,    1.0,    -1.0,   0.1,     0.2,
-                                     0.3,     1e22,    1e23,   5e-324, 2.2250738585072014e-308,
-                                     1.7976931348623157e308, 123456.0, 1e16, 1e15, 9.5,
-                                     0.0001, 0.00001, 2.5e-7, 1e100, 3.141592653589793};
-    static const char *const python[] = {"0.0", "-0.0", "1.0", "-1.0", "0.1", "0.2", "0.3",
-                                         "1e+22", "1e+23", "5e-324", "2.2250738585072014e-308",
-                                         "1.7976931348623157e+308", "123456.0", "1e+16",
-                                         "1000000000000000.0", "9.5", "0.0001", "1e-05",
-                                         "2.5e-07", "1e+100", "3.141592653589793"};
+    static const double special[] = {0.0,
+                                     -0.0,
+                                     1.0,
+                                     -1.0,
+                                     0.1,
+                                     0.2,
+                                     0.3,
+                                     1e22,
+                                     1e23,
+                                     5e-324,
+                                     2.2250738585072014e-308,
+                                     1.7976931348623157e308,
+                                     123456.0,
+                                     1e16,
+                                     1e15,
+                                     9.5,
+                                     0.0001,
+                                     0.00001,
+                                     2.5e-7,
+                                     1e100,
+                                     3.141592653589793};
+    static const char *const python[] = {"0.0",
+                                         "-0.0",
+                                         "1.0",
+                                         "-1.0",
+                                         "0.1",
+                                         "0.2",
+                                         "0.3",
+                                         "1e+22",
+                                         "1e+23",
+                                         "5e-324",
+                                         "2.2250738585072014e-308",
+                                         "1.7976931348623157e+308",
+                                         "123456.0",
+                                         "1e+16",
+                                         "1000000000000000.0",
+                                         "9.5",
+                                         "0.0001",
+                                         "1e-05",
+                                         "2.5e-07",
+                                         "1e+100",
+                                         "3.141592653589793"};
     for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
         size_t n = srv_fmt_double(buf, special[i]);
         buf[n] = '\0';
         /* Grisu2 may end one digit longer than repr at a power of ten (1e23). */
-        int ok = !strcmp(buf, python[i]) || (special[i] == 1e23 && !strcmp(buf, "9.999999999999999e+22"));
+        int ok = !strcmp(buf, python[i]) ||
+                 (special[i] == 1e23 && !strcmp(buf, "9.999999999999999e+22"));
         CHECK(ok, "format %.17g: %s, Python repr %s", special[i], buf, python[i]);
     }
     long longer = 0, total = 0;
@@ -160,9 +219,10 @@ static void format(rng *r)
         longer += d > s;
         total++;
     }
-    printf("test_numfmt: %ld of %ld doubles printed one digit longer than the shortest\n", longer,
-           total);
-    CHECK(longer * 100 < total, "Grisu2 too often not shortest: %ld of %ld", longer, total);
+    printf("test_numfmt: %ld of %ld doubles printed one digit longer than the shortest\n",
+           longer, total);
+    CHECK(longer * 100 < total, "Grisu2 too often not shortest: %ld of %ld", longer,
+          total);
     for (int i = 0; i < 100000; i++) {
         uint32_t bits = (uint32_t)(rng_uniform(r) * 4294967296.0);
         float f;

@@ -11,20 +11,23 @@
 
 #define RTOL 1e-12
 
-static const char *const files[] = {"mse",   "mae",         "huber",   "bce",  "cross_entropy",
-                                    "focal", "hinge",       "contrastive", "triplet", "elbo"};
+static const char *const files[] = {"mse",           "mae",   "huber", "bce",
+                                    "cross_entropy", "focal", "hinge", "contrastive",
+                                    "triplet",       "elbo"};
 
 static void check_scalar(const char *id, const char *what, double got, const json_t *want)
 {
     if (json_is_null(want)) return;
     double w = json_number_value(want);
-    CHECK(close_enough(got, w, RTOL, fabs(w)), "%s: %s = %.17g, want %.17g", id, what, got, w);
+    CHECK(close_enough(got, w, RTOL, fabs(w)), "%s: %s = %.17g, want %.17g", id, what,
+          got, w);
 }
 
 static int run_case(const json_t *c)
 {
     const char *id = json_string_value(json_object_get(c, "id"));
-    const json_t *req = json_object_get(c, "request"), *exp = json_object_get(c, "expected");
+    const json_t *req = json_object_get(c, "request"),
+                 *exp = json_object_get(c, "expected");
     test_request r;
     loss_error err;
     int rc = request_from_json(req, &r, &err);
@@ -60,8 +63,8 @@ static int run_case(const json_t *c)
         const json_t *grads = json_object_get(exp, "gradients");
         for (size_t i = 0; i < p.desc->n_inputs; i++) {
             const json_t *g = json_object_get(grads, p.desc->inputs[i].name);
-            CHECK(!!g == !!p.desc->inputs[i].differentiable, "%s: gradient set for %s", id,
-                  p.desc->inputs[i].name);
+            CHECK(!!g == !!p.desc->inputs[i].differentiable, "%s: gradient set for %s",
+                  id, p.desc->inputs[i].name);
             if (!g || !out.grads[i]) continue;
             snprintf(label, sizeof label, "%s: gradients.%s", id, p.desc->inputs[i].name);
             compare_array(label, out.grads[i], g, RTOL);
@@ -93,7 +96,8 @@ static int run_case(const json_t *c)
 static int run_objective(const json_t *c)
 {
     const char *id = json_string_value(json_object_get(c, "id"));
-    const json_t *req = json_object_get(c, "request"), *exp = json_object_get(c, "expected");
+    const json_t *req = json_object_get(c, "request"),
+                 *exp = json_object_get(c, "expected");
     const json_t *tasks = json_object_get(req, "tasks");
     const json_t *weighting = json_object_get(req, "weighting");
     size_t nt = json_array_size(tasks);
@@ -111,7 +115,9 @@ static int run_objective(const json_t *c)
     for (size_t t = 0; t < nt; t++) {
         const json_t *tj = json_array_get(tasks, t);
         const json_t *w = json_object_get(tj, "weight");
-        param[t] = svals ? json_number_value(json_array_get(svals, t)) : w ? json_number_value(w) : 1.0;
+        param[t] = svals ? json_number_value(json_array_get(svals, t))
+                   : w   ? json_number_value(w)
+                         : 1.0;
     }
     /* Task costs first (they do not depend on the weighting), then the weighting,
      * then the task gradients scaled by the effective weights. */
@@ -163,7 +169,8 @@ static int run_objective(const json_t *c)
     CHECK(rc == 0, "%s: weighting: %s", id, err.message);
     for (size_t t = 0; t < nt; t++) {
         const json_t *te = json_array_get(json_object_get(exp, "tasks"), t);
-        check_scalar(id, "effective_weight", eff[t], json_object_get(te, "effective_weight"));
+        check_scalar(id, "effective_weight", eff[t],
+                     json_object_get(te, "effective_weight"));
         check_scalar(id, "contribution", contrib[t], json_object_get(te, "contribution"));
     }
     const json_t *we = json_object_get(exp, "weighting");
@@ -172,7 +179,8 @@ static int run_objective(const json_t *c)
             check_scalar(id, "weighting.gradient", gs[t],
                          json_array_get(json_object_get(we, "gradient"), t));
             const json_t *o = json_array_get(json_object_get(we, "optimal_sigma2"), t);
-            CHECK(json_is_null(o) == isnan(opt[t]), "%s: optimal_sigma2[%zu] nullness", id, t);
+            CHECK(json_is_null(o) == isnan(opt[t]), "%s: optimal_sigma2[%zu] nullness",
+                  id, t);
             if (!json_is_null(o)) check_scalar(id, "optimal_sigma2", opt[t], o);
         }
     }
@@ -183,7 +191,8 @@ static int run_objective(const json_t *c)
         const json_t *rj = json_array_get(regs, k);
         const json_t *re = json_array_get(json_object_get(exp, "regularization"), k);
         loss_penalty pen;
-        rc = loss_penalty_init(&pen, json_string_value(json_object_get(rj, "kind")), &err);
+        rc =
+            loss_penalty_init(&pen, json_string_value(json_object_get(rj, "kind")), &err);
         loss_param_set ps = loss_penalty_params(&pen);
         const char *key;
         json_t *v;
@@ -213,7 +222,8 @@ static int run_objective(const json_t *c)
     }
     check_scalar(id, "regularization_total", reg_total,
                  json_object_get(exp, "regularization_total"));
-    check_scalar(id, "objective", wo.data_term + reg_total, json_object_get(exp, "objective"));
+    check_scalar(id, "objective", wo.data_term + reg_total,
+                 json_object_get(exp, "objective"));
     return test_failures != before;
 }
 
