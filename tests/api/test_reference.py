@@ -1,0 +1,221 @@
+"""Every PyTorch reference case, sent to the real server over HTTP.
+
+Each case of tests/data/reference/<loss>.json is POSTed to /v1/loss and each
+case of objective.json to /v1/objective; the answers are compared with the
+oracle's float64 values (relative 1e-12, absolute floor 1e-14 times the
+magnitude of the terms; see tests/reference/README.md)."""
+
+import copy
+import re
+
+import numpy as np
+import pytest
+
+import apiutil
+from apiutil import (DIFFERENTIABLE, INPUTS, LOSS_NAMES, check_loss_response,
+                     check_objective_response, check_tensor_object, flatten, load_reference,
+                     loss_name, shape_of, to_object)
+
+LOSS_CASES = apiutil.all_loss_cases()
+OBJECTIVE_CASES = load_reference("objective")
+HEX16 = re.compile(r"^[0-9a-f]{16}$")
+
+
+def _check_headers(r):
+    assert r.headers["Content-Type"].split(";")[0].strip() == "application/json", r.headers
+    assert HEX16.match(r.headers.get("X-Request-Id", "")), r.headers
+
+
+def test_reference_data_is_complete():
+    counts = {n: len(load_reference(n)) for n in LOSS_NAMES}
+    assert all(c >= 40 for c in counts.values()), counts
+    assert len(OBJECTIVE_CASES) >= 30
+
+
+@pytest.mark.parametrize("case", LOSS_CASES, ids=[c["id"] for c in LOSS_CASES])
+def test_loss_reference(lossd, case):
+    r = lossd.loss(case["request"])
+    assert r.status_code == 200, f"{r.status_code}: {r.text[:500]}"
+    _check_headers(r)
+    check_loss_response(case["request"], case["expected"], r.json())
+
+
+@pytest.mark.parametrize("case", OBJECTIVE_CASES, ids=[c["id"] for c in OBJECTIVE_CASES])
+def test_objective_reference(lossd, case):
+    r = lossd.objective(case["request"])
+    assert r.status_code == 200, f"{r.status_code}: {r.text[:500]}"
+    _check_headers(r)
+    check_objective_response(case["request"], case["expected"], r.json())
+
+
+# ---- tensor objects ----
+
+def _sample(name, k=3):
+    cases = load_reference(name)
+    idx = sorted({0, len(cases) // 2, len(cases) - 1, len(cases) // 3})[:k + 1]
+    return [cases[i] for i in idx]
+
+
+OBJECT_CASES = [c for n in LOSS_NAMES for c in _sample(n)]
+
+
+@pytest.mark.parametrize("case", OBJECT_CASES, ids=[c["id"] for c in OBJECT_CASES])
+def test_tensor_objects_everywhere(lossd, case):
+    """Every tensor (inputs and weights) as {"shape", "data"}: the losses and the
+    gradients come back as tensor objects with the same values."""
+    req = copy.deepcopy(case["request"])
+    for k, v in req["inputs"].items():
+        req["inputs"][k] = to_object(v)
+    if "weights" in req:
+        req["weights"] = to_object(req["weights"])
+    r = lossd.loss(req)
+    assert r.status_code == 200, r.text[:500]
+    name = loss_name(req["loss"])
+    grad_form = {k: {"dtype": "float64"} for k in INPUTS[name] if k in DIFFERENTIABLE}
+    check_loss_response(case["request"], case["expected"], r.json(), grad_form=grad_form,
+                        losses_form={"dtype": "float64"})
+
+
+MIXED = [c for n in ("mse", "huber", "bce", "cross_entropy", "hinge", "focal") for c in _sample(n, 1)]
+
+
+@pytest.mark.parametrize("case", MIXED, ids=[c["id"] for c in MIXED])
+def test_tensor_object_only_targets(lossd, case):
+    """Targets (and weights) as objects, predictions nested: gradients and losses stay nested."""
+    req = copy.deepcopy(case["request"])
+    req["inputs"]["targets"] = to_object(req["inputs"]["targets"])
+    if "weights" in req:
+        req["weights"] = to_object(req["weights"])
+    r = lossd.loss(req)
+    assert r.status_code == 200, r.text[:500]
+    check_loss_response(case["request"], case["expected"], r.json())
+
+
+@pytest.mark.parametrize("case", MIXED, ids=[c["id"] for c in MIXED])
+def test_tensor_object_only_predictions(lossd, case):
+    req = copy.deepcopy(case["request"])
+    req["inputs"]["predictions"] = to_object(req["inputs"]["predictions"])
+    r = lossd.loss(req)
+    assert r.status_code == 200, r.text[:500]
+    check_loss_response(case["request"], case["expected"], r.json(),
+                        grad_form={"predictions": {"dtype": "float64"}},
+                        losses_form={"dtype": "float64"})
+
+
+def test_tensor_object_explicit_float64_and_int_targets(lossd):
+    case = next(c for c in load_reference("cross_entropy")
+                if shape_of(c["request"]["inputs"]["targets"]) == shape_of(c["request"]["inputs"]["predictions"])[:1])
+    req = copy.deepcopy(case["request"])
+    req["inputs"]["predictions"] = to_object(req["inputs"]["predictions"], "float64")
+    req["inputs"]["targets"] = to_object(req["inputs"]["targets"], "int64")
+    r = lossd.loss(req)
+    assert r.status_code == 200, r.text[:500]
+    check_loss_response(case["request"], case["expected"], r.json(),
+                        grad_form={"predictions": {"dtype": "float64"}},
+                        losses_form={"dtype": "float64"})
+    req["inputs"]["targets"]["dtype"] = "int32"
+    r = lossd.loss(req)
+    assert r.status_code == 200, r.text[:500]
+    check_loss_response(case["request"], case["expected"], r.json(),
+                        grad_form={"predictions": {"dtype": "float64"}},
+                        losses_form={"dtype": "float64"})
+
+
+def _pick(name, pred=lambda c: True):
+    return next(c for c in load_reference(name) if pred(c))
+
+
+@pytest.mark.parametrize("name", ["mse", "huber", "cross_entropy", "triplet"])
+def test_float32_tensor_objects(lossd, name):
+    """float32 inputs: gradients come back as float32 tensor objects, close to
+    the float64 reference (the inputs were rounded to float32)."""
+    case = _pick(name, lambda c: len(flatten(c["request"]["inputs"][INPUTS[name][0]])) >= 6
+                 and "extreme" not in c["id"])
+    req = copy.deepcopy(case["request"])
+    diff = [k for k in INPUTS[name] if k in DIFFERENTIABLE]
+    for k in diff:
+        req["inputs"][k] = to_object(req["inputs"][k], "float32")
+    r = lossd.loss(req)
+    assert r.status_code == 200, r.text[:500]
+    got = r.json()
+    for k in diff:
+        check_tensor_object(got["gradients"][k], case["expected"]["gradients"][k],
+                            f"/gradients/{k}", dtype="float32", rel=1e-6, floor_factor=1e-6)
+        for v in got["gradients"][k]["data"]:  # each is the shortest text of a float32
+            f32 = np.float32(v)
+            assert float(np.format_float_scientific(f32, unique=True)) == v, \
+                f"{v!r} is not written as the shortest decimal of the float32 {f32!r}"
+    assert abs(got["cost"] - case["expected"]["cost"]) <= 1e-6 * abs(case["expected"]["cost"]) + 1e-12
+
+
+def test_float32_mse_matches_numpy(lossd):
+    """mse on float32-rounded predictions, checked against numpy to one float32 ulp."""
+    rng = np.random.default_rng(7)
+    p = rng.normal(size=(6, 5)).round(9)
+    t = rng.normal(size=(6, 5)).round(9)
+    w = rng.uniform(0.5, 2.0, size=6).round(3)
+    req = {"loss": "mse",
+           "inputs": {"predictions": to_object(p.tolist(), "float32"), "targets": t.tolist()},
+           "weights": w.tolist(), "outputs": ["cost", "losses", "gradients"]}
+    r = lossd.loss(req)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    p32 = p.astype(np.float32).astype(np.float64)
+    wfull = np.repeat(w[:, None], 5, axis=1)
+    res = p32 - t
+    cost = (wfull * res ** 2).sum() / wfull.sum()
+    grad = (2 * wfull * res / wfull.sum()).astype(np.float32)
+    g = got["gradients"]["predictions"]
+    assert g["dtype"] == "float32" and g["shape"] == [6, 5]
+    gd = np.array(g["data"], dtype=np.float32).reshape(6, 5)
+    ulp = np.spacing(np.abs(grad))
+    assert np.all(np.abs(gd - grad) <= ulp), (gd, grad)
+    assert abs(got["cost"] - cost) <= 1e-12 * abs(cost)
+    losses = got["losses"]
+    assert losses["shape"] == [6, 5] and losses["dtype"] == "float32"
+    ld = np.array(losses["data"]).reshape(6, 5)
+    assert np.allclose(ld, res ** 2, rtol=1e-6, atol=0)
+
+
+def test_default_outputs_and_string_loss(lossd):
+    """Without "outputs": cost and gradients only; the loss as a plain string."""
+    case = _pick("huber", lambda c: c["request"]["loss"] == {"name": "huber"})
+    req = copy.deepcopy(case["request"])
+    req["loss"] = "huber"
+    del req["outputs"]
+    r = lossd.loss(req)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert list(got) == ["loss", "reduction", "n", "cost", "gradients"]
+    exp = {k: case["expected"][k] for k in ("cost", "gradients")}
+    check_loss_response(req, exp, got)
+
+
+def test_empty_outputs_and_duplicates(lossd):
+    case = _pick("elbo")
+    req = copy.deepcopy(case["request"])
+    req["outputs"] = []
+    got = lossd.loss(req).json()
+    assert list(got) == ["loss", "reduction", "n"], got
+    req["outputs"] = ["metrics", "cost", "cost", "losses"]
+    got = lossd.loss(req).json()
+    assert list(got) == ["loss", "reduction", "n", "cost", "components", "losses", "metrics"], list(got)
+    exp = {k: case["expected"][k] for k in ("cost", "components", "losses", "metrics")}
+    check_loss_response(req, exp, got)
+
+
+def test_objective_outputs_losses(lossd):
+    """outputs ["losses"] in an objective: each task's per-example losses,
+    equal to the same batch sent to /v1/loss alone (checked against the reference)."""
+    case = _pick("huber", lambda c: "weights" not in c["request"])
+    task = {k: v for k, v in case["request"].items() if k != "outputs"}
+    task["name"] = "t"
+    r = lossd.objective({"tasks": [task], "outputs": ["objective", "losses"]})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    t = got["tasks"][0]
+    assert "gradients" not in t and "losses" in t
+    apiutil.close_array(t["losses"], case["expected"]["losses"], "/tasks/0/losses")
+    apiutil.close(t["cost"], case["expected"]["cost"], 1e-14 * abs(case["expected"]["cost"]), "/tasks/0/cost")
+    for reg in got["regularization"]:
+        assert "gradient" not in reg
