@@ -1,0 +1,521 @@
+#!/usr/bin/python3
+"""HTTP benchmark: lossd against the FastAPI + numpy peer (tests/bench/peer/app.py).
+
+    /usr/bin/python3 tests/bench/http_bench.py [--lossd build/lossd] [--duration 10]
+        [--connections 32] [--threads 2] [--nginx] [--repeats 5] [--json-out FILE]
+
+Needs /usr/bin/python3 (Debian's python3-fastapi, -uvicorn, -numpy, -requests),
+`wrk`, and for --nginx /usr/sbin/nginx. Every server runs as a child on a free
+127.0.0.1 port and is killed on exit (also on Ctrl-C and errors):
+
+  * lossd:  PATH --port 0 --bind 127.0.0.1 (stdout line "lossd listening on http://ADDR:PORT");
+  * peer:   /usr/bin/python3 -m uvicorn app:app --app-dir tests/bench/peer --host 127.0.0.1
+            --port PORT --workers 2 --log-level warning --no-access-log;
+  * nginx (--nginx): `return 200 '<fixed lossd-like body>'` on /v1/loss, 2 workers: the
+            ceiling this machine allows for the small-request case (it computes nothing).
+
+Cases, each verified before it is timed:
+  a. small: a 64-element mse body (default outputs: cost + gradients) POSTed by wrk with
+     tests/bench/post.lua at --connections / --threads for --duration seconds (after a
+     --warmup run that is discarded): requests/s, latency p50 / p99;
+  b. 1M-element mse with gradients, end to end (a 40 MB JSON body, one request at a time,
+     --repeats times, median wall time from sending the request to having the whole
+     response body; the client's JSON parsing is not included);
+  c. cross_entropy 1000 x 1000 logits, index targets, with gradients, the same way.
+Without --lossd (or when the binary does not exist yet) only the peer (and nginx) run.
+"""
+
+import argparse
+import atexit
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import select
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+import requests
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PEER_DIR = os.path.join(HERE, "peer")
+POST_LUA = os.path.join(HERE, "post.lua")
+NGINX = "/usr/sbin/nginx"
+
+CHILDREN = []                       # subprocess.Popen objects, each in its own session
+TMP = tempfile.mkdtemp(prefix="lossd-http-bench-")
+
+
+# ------------------------------------------------------------------ processes
+
+def cleanup():
+    for proc in reversed(CHILDREN):
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)    # the child's own process group
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 10
+    for proc in reversed(CHILDREN):
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    CHILDREN.clear()
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+def on_signal(signum, frame):
+    raise SystemExit(128 + signum)      # unwinds through finally / atexit: children die
+
+
+def spawn(cmd, **kw):
+    proc = subprocess.Popen(cmd, start_new_session=True, **kw)
+    CHILDREN.append(proc)
+    return proc
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(name, proc, url, log, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with status {proc.returncode}; see {tail(log)}")
+        try:
+            if requests.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{name} did not answer GET /healthz within {timeout:.0f} s; {tail(log)}")
+
+
+def tail(path, n=2000):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()[-n:].decode(errors="replace").strip()
+        return f"{path}: {data}" if data else f"{path} (empty)"
+    except OSError:
+        return path
+
+
+class Server:
+    def __init__(self, name, url, proc, note):
+        self.name, self.url, self.proc, self.note = name, url, proc, note
+
+
+def start_peer(workers, keep_nagle=False):
+    name = "peer-nagle" if keep_nagle else "peer"
+    env = dict(os.environ, PEER_KEEP_NAGLE="1" if keep_nagle else "0")
+    port = free_port()
+    log = os.path.join(TMP, f"{name}.log")
+    cmd = ["/usr/bin/python3", "-m", "uvicorn", "app:app", "--app-dir", PEER_DIR,
+           "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+           "--log-level", "warning", "--no-access-log"]
+    with open(log, "wb") as out:
+        proc = spawn(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(name, proc, url, log)
+    return Server(name, url, proc, f"FastAPI+uvicorn, {workers} workers"
+                  + (", PEER_KEEP_NAGLE=1: uvicorn as shipped, no TCP_NODELAY" if keep_nagle
+                     else ", TCP_NODELAY"))
+
+
+def start_lossd(path, threads):
+    log = os.path.join(TMP, "lossd.log")
+    cmd = [path, "--bind", "127.0.0.1", "--port", "0", "--max-body-bytes", str(256 << 20)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    with open(log, "wb") as err:
+        proc = spawn(cmd, stdout=subprocess.PIPE, stderr=err)
+    line, buf, deadline = None, b"", time.monotonic() + 30
+    while line is None and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            buf += chunk
+            if b"\n" in buf:
+                line = buf.split(b"\n", 1)[0].decode(errors="replace")
+        elif proc.poll() is not None:
+            break
+    if line is None:
+        raise RuntimeError(f"lossd printed no 'listening' line (status {proc.poll()}); {tail(log)}")
+    m = re.search(r"lossd listening on (https?)://(\S+):(\d+)", line)
+    if not m:
+        raise RuntimeError(f"unexpected lossd start-up line: {line!r}")
+
+    def drain():                        # keep the pipe from ever filling up
+        while os.read(proc.stdout.fileno(), 65536):
+            pass
+    threading.Thread(target=drain, daemon=True).start()
+    host = m.group(2).strip("[]")
+    host = f"[{host}]" if ":" in host else host
+    url = f"{m.group(1)}://{host}:{m.group(3)}"
+    wait_healthy("lossd", proc, url, log)
+    return Server("lossd", url, proc, f"{path}, threads={threads or 'default'}")
+
+
+def start_nginx(fixed_body):
+    port = free_port()
+    d = os.path.join(TMP, "nginx")
+    os.makedirs(os.path.join(d, "logs"))
+    body = fixed_body.replace("\\", "\\\\").replace("'", "\\'")
+    assert "$" not in body
+    conf = f"""daemon off;
+master_process on;
+worker_processes 2;
+pid {d}/nginx.pid;
+error_log {d}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_requests 100000000;
+    keepalive_timeout 75s;
+    server {{
+        listen 127.0.0.1:{port};
+        location = /healthz {{ default_type application/json; return 200 '{{"status":"ok"}}'; }}
+        location /v1/loss {{ default_type application/json; return 200 '{body}'; }}
+    }}
+}}
+"""
+    path = os.path.join(d, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    log = os.path.join(d, "logs", "stderr.log")
+    with open(log, "wb") as out:
+        proc = spawn([NGINX, "-p", d, "-e", os.path.join(d, "logs", "error.log"), "-c", path],
+                     stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy("nginx", proc, url, log)
+    return Server("nginx", url, proc, "return 200 fixed body, 2 workers")
+
+
+# ------------------------------------------------------------------ cases
+
+def close(a, b, tol=1e-9):
+    return isinstance(a, float) and abs(a - b) <= tol * max(1.0, abs(b))
+
+
+def small_case(rng):
+    p = rng.standard_normal(64)
+    t = rng.standard_normal(64)
+    body = json.dumps({"loss": "mse", "inputs": {"predictions": p.tolist(),
+                                                 "targets": t.tolist()}})
+    r = p - t
+    cost = float(np.mean(r * r))
+    # what lossd answers (default outputs), used as nginx's fixed body
+    fixed = json.dumps({"loss": {"name": "mse"}, "reduction": "mean", "n": 64, "cost": cost,
+                        "gradients": {"predictions": (2.0 * r / 64).tolist()}},
+                       separators=(",", ":"))
+    return body, cost, fixed
+
+
+def verify_small(server, body, cost):
+    r = requests.post(server.url + "/v1/loss", data=body, timeout=30,
+                      headers={"Content-Type": "application/json"})
+    if r.status_code != 200:
+        raise RuntimeError(f"{server.name}: small request: HTTP {r.status_code}: {r.text[:300]}")
+    got = r.json()
+    if not close(got.get("cost"), cost) or len(got["gradients"]["predictions"]) != 64:
+        raise RuntimeError(f"{server.name}: small request: cost {got.get('cost')} != {cost}")
+
+
+def run_wrk(server, body_file, args, duration):
+    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s",
+           "--timeout", "10s", "-s", POST_LUA, server.url + "/v1/loss"]
+    env = dict(os.environ, WRK_BODY_FILE=body_file)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                         timeout=duration + 60)
+    m = re.search(r"^WRK_RESULT (.*)$", out.stdout, re.M)
+    if out.returncode != 0 or not m:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout}\n{out.stderr}")
+    res = {}
+    for kv in m.group(1).split():
+        k, v = kv.split("=")
+        res[k] = float(v)
+    res["errors"] = int(sum(v for k, v in res.items() if k.startswith("err_")))
+    return res
+
+
+def large_mse_case(rng, n):
+    p = rng.standard_normal(n)
+    t = rng.standard_normal(n)
+    body = json.dumps({"loss": "mse", "inputs": {"predictions": p.tolist(), "targets": t.tolist()},
+                       "outputs": ["cost", "gradients"]}).encode()
+    r = p - t
+    cost = float(np.mean(r * r))
+    idx = [0, 1, n // 2, n - 1]
+    grads = {i: 2.0 * r[i] / n for i in idx}
+
+    def check(got):
+        g = got["gradients"]["predictions"]
+        return (close(got.get("cost"), cost) and len(g) == n
+                and all(math.isclose(g[i], v, rel_tol=1e-12, abs_tol=1e-300)
+                        for i, v in grads.items()))
+    return body, cost, check
+
+
+def large_ce_case(rng, n, k):
+    x = rng.standard_normal((n, k)) * 3.0
+    y = rng.integers(0, k, n)
+    body = json.dumps({"loss": "cross_entropy",
+                       "inputs": {"predictions": x.tolist(), "targets": y.tolist()},
+                       "outputs": ["cost", "gradients"]}).encode()
+    z = x - x.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    cost = float(-logp[np.arange(n), y].mean())
+    g0 = np.exp(logp[0]) / n
+    g0[y[0]] -= 1.0 / n
+
+    def check(got):
+        g = got["gradients"]["predictions"]
+        return (close(got.get("cost"), cost) and len(g) == n and len(g[0]) == k
+                and np.allclose(g[0], g0, rtol=1e-9, atol=1e-15))
+    return body, cost, check
+
+
+def run_large(server, body, check, repeats):
+    session = requests.Session()
+    headers = {"Content-Type": "application/json"}
+    times, size_in = [], 0
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        r = session.post(server.url + "/v1/loss", data=body, headers=headers, timeout=600)
+        content = r.content
+        times.append(time.perf_counter() - t0)
+        if r.status_code != 200:
+            raise RuntimeError(f"{server.name}: large request: HTTP {r.status_code}: "
+                               f"{content[:300]!r}")
+        if i == 0:
+            got = json.loads(content)
+            if not check(got):
+                raise RuntimeError(f"{server.name}: large request: wrong result "
+                                   f"(cost {got.get('cost')})")
+            del got
+        size_in = len(content)
+        del r, content
+    session.close()
+    return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
+            "times_s": times, "bytes_out": len(body), "bytes_in": size_in}
+
+
+# ------------------------------------------------------------------ report
+
+def machine():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        nproc = str(len(os.sched_getaffinity(0)))
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
+    wrk_version = wrk_version.splitlines()[0].split(" Copyright")[0] if wrk_version else "?"
+    return {"nproc": nproc, "cpu": model, "kernel": platform.release(),
+            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+            "python": platform.python_version(), "wrk": wrk_version}
+
+
+def fmt(v, spec):
+    if v is None:
+        width = re.match(r"\d*", spec).group()
+        return "-".rjust(int(width) if width else 1)
+    return format(v, spec)
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def mb(n):
+    return f"{n / 1e6:.1f} MB"
+
+
+def report(args, info, servers, small, large):
+    names = [s.name for s in servers]
+    print()
+    print("=" * 100)
+    print("HTTP benchmark: lossd vs the FastAPI + numpy peer")
+    print(f"date:     {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
+    print(f"machine:  nproc={info['nproc']}, CPU: {info['cpu']}, Linux {info['kernel']}, "
+          f"Python {info['python']}, {info['wrk']}")
+    print(f"load:     {' '.join(map(str, info['loadavg_at_start']))} (1/5/15-min load average "
+          f"at start; other work on the machine skews the figures)")
+    print(f"command:  {shlex.join([sys.executable] + sys.argv)}")
+    for s in servers:
+        print(f"server:   {s.name:10} {s.url}  ({s.note})")
+    print(f"small:    64-element mse, default outputs, wrk -t{args.threads} -c{args.connections} "
+          f"-d{args.duration}s (after a {args.warmup}s warm-up)")
+    print(f"large:    1M-element mse + gradients; cross_entropy {args.ce_n}x{args.ce_k} index "
+          f"targets + gradients; one request at a time, median of {args.repeats}")
+    print()
+    hdr = (f"{'server':10} {'small req/s':>12} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7} "
+           f"{'1M-mse s':>9} {'CE s':>8}   {'1M-mse out/in':>19} {'CE out/in':>19}")
+    print(hdr)
+    print("-" * len(hdr))
+    for name in names:
+        sm, lg = small.get(name, {}), large.get(name, {})
+        mse, ce = lg.get("mse"), lg.get("ce")
+        print(f"{name:10} {fmt(sm.get('rps'), '12,.0f')} "
+              f"{fmt(sm.get('p50_us') and sm['p50_us'] / 1e3, '9.3f')} "
+              f"{fmt(sm.get('p99_us') and sm['p99_us'] / 1e3, '9.3f')} "
+              f"{fmt(sm.get('errors'), '7d')} "
+              f"{fmt(mse and mse['median_s'], '9.3f')} {fmt(ce and ce['median_s'], '8.3f')}   "
+              f"{(mb(mse['bytes_out']) + '/' + mb(mse['bytes_in'])) if mse else '-':>19} "
+              f"{(mb(ce['bytes_out']) + '/' + mb(ce['bytes_in'])) if ce else '-':>19}")
+    if "lossd" in small and "peer" in small:
+        ls, ps = small["lossd"], small["peer"]
+        lm, pm = large.get("lossd", {}), large.get("peer", {})
+        print(f"{'lossd/peer':10} {fmt(ratio(ls['rps'], ps['rps']), '11.2f')}x "
+              f"{fmt(ratio(ls['p50_us'], ps['p50_us']), '8.3f')}x "
+              f"{fmt(ratio(ls['p99_us'], ps['p99_us']), '8.3f')}x {'':7} "
+              f"{fmt(ratio(lm.get('mse', {}).get('median_s'), pm.get('mse', {}).get('median_s')), '8.3f')}x "
+              f"{fmt(ratio(lm.get('ce', {}).get('median_s'), pm.get('ce', {}).get('median_s')), '7.3f')}x")
+        print("  (req/s: higher is better for lossd; latency and seconds: lower is better)")
+    else:
+        print("lossd/peer: - (lossd not run: pass --lossd PATH once it is built)")
+    if "nginx" in small:
+        print(f"nginx: a fixed {len(small['nginx_body'])}-byte body, no computation: "
+              f"the ceiling this machine allows for the small case with this wrk setup.")
+        for name in names:
+            if name != "nginx" and name in small:
+                print(f"  {name} reaches {small[name]['rps'] / small['nginx']['rps']:.1%} "
+                      f"of nginx's req/s")
+    print("(wrk runs on the same machine and competes with the server for the CPUs.)")
+    print("=" * 100)
+
+
+# ------------------------------------------------------------------ main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lossd", help="path to the lossd binary (omit to run the peer only)")
+    ap.add_argument("--lossd-threads", type=int, help="lossd --threads (default: lossd's own)")
+    ap.add_argument("--peer-workers", type=int, default=2, help="uvicorn workers (default 2)")
+    ap.add_argument("--duration", type=int, default=10, help="wrk seconds per server (10)")
+    ap.add_argument("--warmup", type=int, default=1, help="discarded wrk warm-up seconds (1)")
+    ap.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
+    ap.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    ap.add_argument("--nginx", action="store_true",
+                    help="also measure nginx returning a fixed body (small case only)")
+    ap.add_argument("--peer-nagle", action="store_true",
+                    help="also measure the peer without its TCP_NODELAY fix (small case only; "
+                         "see tests/bench/peer/app.py)")
+    ap.add_argument("--repeats", type=int, default=5, help="large requests per case (5)")
+    ap.add_argument("--mse-n", type=int, default=1_000_000, help=argparse.SUPPRESS)
+    ap.add_argument("--ce-n", type=int, default=1000, help=argparse.SUPPRESS)
+    ap.add_argument("--ce-k", type=int, default=1000, help=argparse.SUPPRESS)
+    ap.add_argument("--json-out", help="also write the results as JSON to this file")
+    args = ap.parse_args()
+    if args.connections < args.threads:
+        ap.error("--connections must be >= --threads")
+    if shutil.which("wrk") is None:
+        ap.error("wrk is not installed")
+
+    atexit.register(cleanup)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    started = time.monotonic()
+    info = machine()
+    rng = np.random.default_rng(20240611)
+
+    small_body, small_cost, fixed_body = small_case(rng)
+    body_file = os.path.join(TMP, "small.json")
+    with open(body_file, "w") as f:
+        f.write(small_body)
+
+    servers = []
+    try:
+        if args.lossd and os.path.isfile(args.lossd) and os.access(args.lossd, os.X_OK):
+            servers.append(start_lossd(os.path.abspath(args.lossd), args.lossd_threads))
+        else:
+            print(f"note: lossd not run ({'--lossd not given' if not args.lossd else args.lossd + ' does not exist (yet)'}); "
+                  "peer only", flush=True)
+        servers.append(start_peer(args.peer_workers))
+        if args.peer_nagle:
+            servers.append(start_peer(args.peer_workers, keep_nagle=True))
+        if args.nginx:
+            if not os.access(NGINX, os.X_OK):
+                raise RuntimeError(f"--nginx: {NGINX} is not installed")
+            servers.append(start_nginx(fixed_body))
+
+        small, large = {}, {}
+        for s in servers:
+            verify_small(s, small_body, small_cost)
+            if args.warmup > 0:
+                run_wrk(s, body_file, args, args.warmup)
+            print(f"[{time.monotonic() - started:6.1f}s] {s.name}: wrk {args.duration}s ...",
+                  flush=True)
+            small[s.name] = run_wrk(s, body_file, args, args.duration)
+            print(f"          {small[s.name]['rps']:,.0f} req/s, p50 "
+                  f"{small[s.name]['p50_us'] / 1e3:.3f} ms, p99 {small[s.name]['p99_us'] / 1e3:.3f} ms, "
+                  f"errors {small[s.name]['errors']}", flush=True)
+        if "nginx" in small:
+            small["nginx_body"] = fixed_body
+
+        compute = [s for s in servers if s.name in ("lossd", "peer")]
+        print(f"[{time.monotonic() - started:6.1f}s] building the large bodies ...", flush=True)
+        mse_body, _, mse_check = large_mse_case(rng, args.mse_n)
+        ce_body, _, ce_check = large_ce_case(rng, args.ce_n, args.ce_k)
+        for s in compute:
+            large[s.name] = {}
+            for case, body, chk in (("mse", mse_body, mse_check), ("ce", ce_body, ce_check)):
+                print(f"[{time.monotonic() - started:6.1f}s] {s.name}: {case} "
+                      f"({len(body) / 1e6:.1f} MB) x{args.repeats} ...", flush=True)
+                large[s.name][case] = run_large(s, body, chk, args.repeats)
+                print(f"          median {large[s.name][case]['median_s']:.3f} s "
+                      f"(all: {', '.join(f'{t:.3f}' for t in large[s.name][case]['times_s'])})",
+                      flush=True)
+        report(args, info, servers, small, large)
+        print(f"total run time: {time.monotonic() - started:.1f} s")
+        if args.json_out:
+            small.pop("nginx_body", None)
+            with open(args.json_out, "w") as f:
+                json.dump({"date": datetime.datetime.now().astimezone().isoformat(),
+                           "command": [sys.executable] + sys.argv, "machine": info,
+                           "servers": {s.name: {"url": s.url, "note": s.note} for s in servers},
+                           "small": small, "large": large}, f, indent=2)
+        return 0
+    finally:
+        cleanup()
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        sys.exit(130)
