@@ -2,6 +2,7 @@
  * clamp and its backward formula) or on logits (PyTorch BCEWithLogitsLoss, stable
  * form), with pos_weight and label smoothing y' = y(1 - eps) + eps/2. */
 #include "loss_internal.h"
+#include "vmath.h"
 
 enum { PRED, TARGET };
 
@@ -38,35 +39,55 @@ static int values(loss_plan *p, loss_error *err)
     return rc;
 }
 
+/* Logits: one e = exp(-|x|) serves softplus(-x) = max(-x, 0) + log1p(e) and the
+ * sigmoid; the selects keep the loop branch-free, so it vectorizes. */
+LOSS__KERNEL static void logits(const double *restrict x, const double *restrict y,
+                                size_t n, const double *restrict w, double s, double pw,
+                                double eps, double *restrict l, double *restrict acc,
+                                double *restrict gx)
+{
+    for (size_t i = 0; i < n; i++) {
+        double t = y[i] * (1.0 - eps) + 0.5 * eps, xi = x[i];
+        double e = loss__vexp(-fabs(xi));
+        double c = 1.0 + (pw - 1.0) * t;
+        l[i] = (1.0 - t) * xi + c * (loss__max(-xi, 0.0) + loss__vlog1p(e));
+        double sig = (xi >= 0.0 ? 1.0 : e) / (1.0 + e);
+        gx[i] = s * w[i] * (c * sig - pw * t);
+        acc[i] = (xi >= 0.0) == (y[i] >= 0.5) ? 1.0 : 0.0;
+    }
+}
+
+/* Probabilities: PyTorch's BCELoss, log(1 - p) (not log1p), each log clamped at
+ * -100 (the max also turns log(0) = -inf into -100), and its backward
+ * (p - y) / max(p(1-p), eps) extended to pos_weight. */
+LOSS__KERNEL static void probabilities(const double *restrict x, const double *restrict y,
+                                       size_t n, const double *restrict w, double s,
+                                       double pw, double eps, double *restrict l,
+                                       double *restrict acc, double *restrict gx)
+{
+    for (size_t i = 0; i < n; i++) {
+        double t = y[i] * (1.0 - eps) + 0.5 * eps, xi = x[i];
+        double lp = loss__max(loss__vlog(xi), LOSS__LOG_CLAMP);
+        double lq = loss__max(loss__vlog(1.0 - xi), LOSS__LOG_CLAMP);
+        l[i] = -(pw * t * lp + (1.0 - t) * lq);
+        double den = loss__max(xi * (1.0 - xi), LOSS__BCE_EPS);
+        gx[i] = s * w[i] * (((1.0 - t) * xi - pw * t * (1.0 - xi)) / den);
+        acc[i] = (xi >= 0.5) == (y[i] >= 0.5) ? 1.0 : 0.0;
+    }
+}
+
 static void kernel(const loss_plan *p, size_t t0, size_t n, const double *w, double *l,
                    double *const *aux, double *const *g)
 {
     const double *x = p->in[PRED].data + t0, *y = p->in[TARGET].data + t0;
-    double *gx = g[PRED] ? g[PRED] + t0 : NULL, *acc = aux[0];
-    double pw = p->spec.pos_weight, eps = p->spec.label_smoothing, s = p->gscale;
-    int logits = p->spec.from == LOSS_FROM_LOGITS;
-    for (size_t i = 0; i < n; i++) {
-        double t = eps > 0 ? y[i] * (1.0 - eps) + 0.5 * eps : y[i];
-        double xi = x[i], li, dl;
-        if (logits) {
-            /* (1-t)x + (1+(pw-1)t) softplus(-x), the form of BCEWithLogitsLoss. */
-            double c = 1.0 + (pw - 1.0) * t;
-            li = (1.0 - t) * xi + c * loss__softplus(-xi);
-            dl = c * loss__sigmoid(xi) - pw * t;
-        } else {
-            /* PyTorch's BCELoss: log(1 - p) (not log1p), each log clamped at -100,
-             * and the backward (p - y) / max(p(1-p), eps) extended to pos_weight. */
-            double lp = loss__clamped_log(xi), lq = loss__clamped_log(1.0 - xi);
-            li = -(pw * t * lp + (1.0 - t) * lq);
-            double den = xi * (1.0 - xi);
-            dl = ((1.0 - t) * xi - pw * t * (1.0 - xi)) /
-                 (den > LOSS__BCE_EPS ? den : LOSS__BCE_EPS);
-        }
-        l[i] = li;
-        if (gx) gx[i] = s * w[i] * dl;
-        int pred_pos = logits ? xi >= 0.0 : xi >= 0.5;
-        acc[i] = pred_pos == (y[i] >= 0.5);
-    }
+    double scratch[LOSS__BLOCK_TERMS]; /* an unconditional store vectorizes */
+    double *gx = g[PRED] ? g[PRED] + t0 : scratch;
+    if (p->spec.from == LOSS_FROM_LOGITS)
+        logits(x, y, n, w, p->gscale, p->spec.pos_weight, p->spec.label_smoothing, l,
+               aux[0], gx);
+    else
+        probabilities(x, y, n, w, p->gscale, p->spec.pos_weight, p->spec.label_smoothing,
+                      l, aux[0], gx);
 }
 
 static const loss__ops ops = {shapes, values, NULL, kernel, 1};

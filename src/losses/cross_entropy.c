@@ -120,26 +120,18 @@ static inline double coef(const loss_plan *p, const double *yrow, size_t c, size
 }
 
 static void row_logits(const loss_plan *p, const double *x, const double *yrow, size_t c,
-                       double cs, double *l, double *g)
+                       double m, double cs, double *l, double *g)
 {
     size_t K = p->k;
-    double m = x[0];
-    for (size_t k = 1; k < K; k++) m = x[k] > m ? x[k] : m;
-    double s = 0;
-    if (g) {
-        for (size_t k = 0; k < K; k++) s += (g[k] = exp(x[k] - m));
-    } else {
-        for (size_t k = 0; k < K; k++) s += exp(x[k] - m);
-    }
-    double lse = m + log(s);
+    double s = loss__row_expsum(x, K, m, g); /* g holds the exponentials */
+    double lse = m + loss__row_log(s);
     int plain = p->mode == MODE_INDEX && p->spec.label_smoothing == 0.0;
     if (plain) {
         /* The common case: only the target's term. */
         double wc = p->spec.class_weights.data ? p->spec.class_weights.data[c] : 1.0;
         *l = wc * (lse - x[c]);
         if (g) {
-            double f = cs * wc / s;
-            for (size_t k = 0; k < K; k++) g[k] *= f;
+            loss__row_scale(g, K, cs * wc / s);
             g[c] -= cs * wc;
         }
         return;
@@ -163,7 +155,7 @@ static void row_probabilities(const loss_plan *p, const double *x, const double 
     double loss = 0;
     for (size_t k = 0; k < p->k; k++) {
         double a = coef(p, yrow, c, k);
-        double lg = log(x[k]);
+        double lg = loss__row_log(x[k]);
         int clamped = !(lg >= LOSS__LOG_CLAMP);
         loss -= a * (clamped ? LOSS__LOG_CLAMP : lg);
         /* The clamp's derivative is 0 where it is active (p == 0 included). */
@@ -195,12 +187,14 @@ static void kernel(const loss_plan *p, size_t t0, size_t n, const double *w, dou
             c = (size_t)y[row];
         }
         double cs = w[i] * p->gscale;
+        size_t top;
+        double m = loss__row_max(x, K, &top);
         if (p->spec.from == LOSS_FROM_LOGITS)
-            row_logits(p, x, yrow, c, cs, &l[i], g);
+            row_logits(p, x, yrow, c, m, cs, &l[i], g);
         else
             row_probabilities(p, x, yrow, c, cs, &l[i], g);
         size_t truth = p->mode == MODE_PROB ? loss__argmax(yrow, K) : c;
-        aux[0][i] = loss__argmax(x, K) == truth ? d[i] : 0.0;
+        aux[0][i] = top == truth ? d[i] : 0.0;
     }
 }
 

@@ -6,6 +6,7 @@
  * logits, and its derivative α_t sigmoid(z)^γ [γ(1-sigmoid(z)) softplus(z) +
  * sigmoid(z)] has no (1-p_t)^(γ-1) factor, so γ < 1 gives no NaN at saturation. */
 #include "loss_internal.h"
+#include "vmath.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -99,44 +100,100 @@ static int values(loss_plan *p, loss_error *err)
 
 /* γ q^(γ-1), the derivative of q^γ, taken as 0 where q = 0 (its limit times the
  * vanishing factor it multiplies). */
-static inline double dpowg(double q, double g)
+/* q^γ and γ q^(γ-1) (the latter taken as 0 where q = 0: its limit times the
+ * vanishing factor it multiplies), for the four kinds of γ: 0, 1, 2 and any
+ * other, which goes through exp(γ log q).  gk is a constant at every call, so
+ * each loop is compiled for its γ and the selects below cost nothing. */
+enum { G0, G1, G2, GANY };
+
+static inline double powq(double q, double gamma, int gk)
 {
-    if (g == 0.0 || q == 0.0) return 0.0;
-    if (g == 2.0) return 2.0 * q;
-    if (g == 1.0) return 1.0;
-    return g * pow(q, g - 1.0);
+    return gk == G2   ? q * q
+           : gk == G1 ? q
+           : gk == G0 ? 1.0
+                      : loss__vexp(gamma * loss__vlog(q));
 }
 
-static void binary(const loss_plan *p, size_t t0, size_t n, const double *w, double *l,
-                   double *acc, double *g)
+static inline double dpowq(double q, double gamma, int gk)
 {
-    const double *x = p->in[PRED].data + t0, *y = p->in[TARGET].data + t0;
-    double gamma = p->spec.gamma, alpha = p->spec.alpha, s = p->gscale;
-    int has_alpha = HAS_ALPHA(p), logits = p->spec.from == LOSS_FROM_LOGITS;
+    double d = gk == G2   ? 2.0 * q
+               : gk == G1 ? 1.0
+               : gk == G0 ? 0.0
+                          : gamma * loss__vexp((gamma - 1.0) * loss__vlog(q));
+    return q == 0.0 ? 0.0 : d;
+}
+
+static inline void binary_logits(const double *restrict x, const double *restrict y,
+                                 size_t n, const double *restrict w, double s,
+                                 double gamma, int gk, double alpha, int has_alpha,
+                                 double *restrict l, double *restrict acc,
+                                 double *restrict g)
+{
     for (size_t i = 0; i < n; i++) {
         int pos = y[i] == 1.0;
-        double a = has_alpha ? (pos ? alpha : 1.0 - alpha) : 1.0, li, dl;
-        if (logits) {
-            double z = pos ? -x[i] : x[i];
-            double q = loss__sigmoid(z), sp = loss__softplus(z), m = loss__powg(q, gamma);
-            li = a * m * sp;
-            double dz = a * m * (gamma * loss__sigmoid(-z) * sp + q);
-            dl = pos ? -dz : dz;
-            acc[i] = (x[i] >= 0.0) == pos;
-        } else {
-            double pr = x[i], q = pos ? 1.0 - pr : pr;
-            double ce = -loss__clamped_log(pos ? pr : 1.0 - pr);
-            double den = pr * (1.0 - pr);
-            double dce = ((pos ? 0.0 : pr) - (pos ? 1.0 - pr : 0.0)) /
-                         (den > LOSS__BCE_EPS ? den : LOSS__BCE_EPS);
-            double m = loss__powg(q, gamma), dm = dpowg(q, gamma) * (pos ? -1.0 : 1.0);
-            li = a * m * ce;
-            dl = a * (dm * ce + m * dce);
-            acc[i] = (pr >= 0.5) == pos;
-        }
-        l[i] = li;
-        if (g) g[t0 + i] = s * w[i] * dl;
+        double a = has_alpha ? (pos ? alpha : 1.0 - alpha) : 1.0;
+        double z = pos ? -x[i] : x[i];
+        double e = loss__vexp(-fabs(z)), inv = 1.0 / (1.0 + e);
+        double q = z >= 0 ? inv : e * inv;  /* sigmoid(z) = 1 - p_t */
+        double qm = z >= 0 ? e * inv : inv; /* sigmoid(-z) = p_t */
+        double sp = loss__max(z, 0.0) + loss__vlog1p(e);
+        double m = powq(q, gamma, gk);
+        l[i] = a * m * sp;
+        double dz = a * m * (gamma * qm * sp + q);
+        g[i] = s * w[i] * (pos ? -dz : dz);
+        acc[i] = (x[i] >= 0.0) == pos ? 1.0 : 0.0;
     }
+}
+
+static inline void binary_probs(const double *restrict x, const double *restrict y,
+                                size_t n, const double *restrict w, double s,
+                                double gamma, int gk, double alpha, int has_alpha,
+                                double *restrict l, double *restrict acc,
+                                double *restrict g)
+{
+    for (size_t i = 0; i < n; i++) {
+        int pos = y[i] == 1.0;
+        double a = has_alpha ? (pos ? alpha : 1.0 - alpha) : 1.0;
+        double pr = x[i], q = pos ? 1.0 - pr : pr;
+        double ce = -loss__max(loss__vlog(pos ? pr : 1.0 - pr), LOSS__LOG_CLAMP);
+        double den = loss__max(pr * (1.0 - pr), LOSS__BCE_EPS);
+        double dce =
+            ((pos ? 0.0 : pr) - (pos ? 1.0 - pr : 0.0)) / den; /* BCELoss' backward */
+        double m = powq(q, gamma, gk), dm = dpowq(q, gamma, gk) * (pos ? -1.0 : 1.0);
+        l[i] = a * m * ce;
+        g[i] = s * w[i] * (a * (dm * ce + m * dce));
+        acc[i] = (pr >= 0.5) == pos ? 1.0 : 0.0;
+    }
+}
+
+/* One compiled loop per (form, kind of γ). */
+#define FOCAL_LOOPS(name, body)                                                      \
+    LOSS__KERNEL static void name(                                                   \
+        const double *restrict x, const double *restrict y, size_t n,                \
+        const double *restrict w, double s, double gamma, int gk, double alpha,      \
+        int has_alpha, double *restrict l, double *restrict acc, double *restrict g) \
+    {                                                                                \
+        switch (gk) {                                                                \
+        case G0:                                                                     \
+            body(x, y, n, w, s, gamma, G0, alpha, has_alpha, l, acc, g);             \
+            break;                                                                   \
+        case G1:                                                                     \
+            body(x, y, n, w, s, gamma, G1, alpha, has_alpha, l, acc, g);             \
+            break;                                                                   \
+        case G2:                                                                     \
+            body(x, y, n, w, s, gamma, G2, alpha, has_alpha, l, acc, g);             \
+            break;                                                                   \
+        default:                                                                     \
+            body(x, y, n, w, s, gamma, GANY, alpha, has_alpha, l, acc, g);           \
+            break;                                                                   \
+        }                                                                            \
+    }
+FOCAL_LOOPS(binary_logits_k, binary_logits)
+FOCAL_LOOPS(binary_probs_k, binary_probs)
+
+static int gamma_kind(double gamma)
+{
+    return gamma == 0.0 ? G0 : gamma == 1.0 ? G1 : gamma == 2.0 ? G2 : GANY;
 }
 
 static void multi(const loss_plan *p, size_t t0, size_t n, const double *w, double *l,
@@ -144,38 +201,37 @@ static void multi(const loss_plan *p, size_t t0, size_t n, const double *w, doub
 {
     size_t K = p->k;
     double gamma = p->spec.gamma;
+    int gk = gamma_kind(gamma);
     const double *av = p->spec.alpha_vec.data;
     for (size_t i = 0; i < n; i++) {
-        size_t row = t0 + i, c = (size_t)p->in[TARGET].data[row];
+        size_t row = t0 + i, c = (size_t)p->in[TARGET].data[row], top;
         const double *x = p->in[PRED].data + row * K;
         double *g = grad ? grad + row * K : NULL;
         double a = av ? av[c] : HAS_ALPHA(p) ? p->spec.alpha : 1.0;
         double cs = w[i] * p->gscale;
-        acc[i] = loss__argmax(x, K) == c;
+        double m = loss__row_max(x, K, &top), s = 0, u, du_dp = 0;
+        acc[i] = top == c ? 1.0 : 0.0;
         /* The loss is a function of u = log p_t: log-softmax of the logits, or the
          * clamped log of the given probability (then constant where the clamp is
          * active, so the gradient is 0 there, p_t = 0 included). */
-        double m = 0, s = 0, u, du_dp = 0;
         if (p->spec.from == LOSS_FROM_LOGITS) {
-            m = x[0];
-            for (size_t k = 1; k < K; k++) m = x[k] > m ? x[k] : m;
-            for (size_t k = 0; k < K; k++) s += exp(x[k] - m);
-            u = x[c] - (m + log(s));
+            s = loss__row_expsum(x, K, m, g); /* g holds the exponentials */
+            u = x[c] - (m + loss__vlog(s));
         } else {
-            double lg = log(x[c]);
+            double lg = loss__vlog(x[c]);
             int clamped = !(lg >= LOSS__LOG_CLAMP);
             u = clamped ? LOSS__LOG_CLAMP : lg;
             du_dp = clamped ? 0.0 : 1.0 / x[c];
         }
-        double pt = exp(u), q = -expm1(u), mq = loss__powg(q, gamma);
+        double pt = loss__vexp(u), q = -loss__vexpm1(u), mq = powq(q, gamma, gk);
         l[i] = -a * mq * u;
         if (!g) continue;
         /* dl/du = α[γ q^(γ-1) p_t u - q^γ], with q = 1 - p_t. */
-        double t1 = q == 0.0 ? 0.0 : dpowg(q, gamma) * pt * u;
+        double t1 = dpowq(q, gamma, gk) * pt * u;
         double dldu = a * (t1 - mq) * cs;
         if (p->spec.from == LOSS_FROM_LOGITS) {
             /* du/dx_k = [k == c] - softmax_k */
-            for (size_t k = 0; k < K; k++) g[k] = -dldu * exp(x[k] - m) / s;
+            loss__row_scale(g, K, -dldu / s);
             g[c] += dldu;
         } else {
             memset(g, 0, K * sizeof *g);
@@ -187,10 +243,20 @@ static void multi(const loss_plan *p, size_t t0, size_t n, const double *w, doub
 static void kernel(const loss_plan *p, size_t t0, size_t n, const double *w, double *l,
                    double *const *aux, double *const *g)
 {
-    if (p->mode == MODE_BINARY)
-        binary(p, t0, n, w, l, aux[0], g[PRED]);
-    else
+    if (p->mode == MODE_MULTI) {
         multi(p, t0, n, w, l, aux[0], g[PRED]);
+        return;
+    }
+    const double *x = p->in[PRED].data + t0, *y = p->in[TARGET].data + t0;
+    double scratch[LOSS__BLOCK_TERMS];
+    double *gx = g[PRED] ? g[PRED] + t0 : scratch;
+    int gk = gamma_kind(p->spec.gamma);
+    if (p->spec.from == LOSS_FROM_LOGITS)
+        binary_logits_k(x, y, n, w, p->gscale, p->spec.gamma, gk, p->spec.alpha,
+                        HAS_ALPHA(p), l, aux[0], gx);
+    else
+        binary_probs_k(x, y, n, w, p->gscale, p->spec.gamma, gk, p->spec.alpha,
+                       HAS_ALPHA(p), l, aux[0], gx);
 }
 
 static const loss__ops ops = {shapes, values, NULL, kernel, 1};

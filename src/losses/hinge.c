@@ -28,20 +28,28 @@ static int values(loss_plan *p, loss_error *err)
     return loss__need_labels(p, TARGET, -1.0, 1.0, err);
 }
 
-static void kernel(const loss_plan *p, size_t t0, size_t n, const double *w, double *l,
-                   double *const *aux, double *const *g)
+LOSS__KERNEL static void hinge_loop(const double *restrict x, const double *restrict y,
+                                    size_t n, const double *restrict w, double s,
+                                    double m, int squared, double *restrict l,
+                                    double *restrict acc, double *restrict g)
 {
-    const double *x = p->in[PRED].data + t0, *y = p->in[TARGET].data + t0;
-    double *gx = g[PRED] ? g[PRED] + t0 : NULL, m = p->spec.margin, s = p->gscale;
-    int squared = p->spec.squared;
     for (size_t i = 0; i < n; i++) {
         double h = m - y[i] * x[i];
         /* Strictly positive: the gradient at the kink is 0, as the contract says. */
         double active = h > 0 ? h : 0.0;
         l[i] = squared ? active * active : active;
-        if (gx) gx[i] = h > 0 ? s * w[i] * -y[i] * (squared ? 2.0 * h : 1.0) : 0.0;
-        aux[0][i] = (x[i] >= 0.0 ? 1.0 : -1.0) == y[i];
+        g[i] = s * w[i] * -y[i] * (squared ? 2.0 * active : (h > 0 ? 1.0 : 0.0));
+        acc[i] = (x[i] >= 0.0 ? 1.0 : -1.0) == y[i] ? 1.0 : 0.0;
     }
+}
+
+static void kernel(const loss_plan *p, size_t t0, size_t n, const double *w, double *l,
+                   double *const *aux, double *const *g)
+{
+    double scratch[LOSS__BLOCK_TERMS];
+    hinge_loop(p->in[PRED].data + t0, p->in[TARGET].data + t0, n, w, p->gscale,
+               p->spec.margin, p->spec.squared, l, aux[0],
+               g[PRED] ? g[PRED] + t0 : scratch);
 }
 
 static const loss__ops ops = {shapes, values, NULL, kernel, 1};

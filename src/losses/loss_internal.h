@@ -82,6 +82,23 @@ int loss__class_index_error(const loss_plan *p, size_t i, size_t k, const char *
 /* Every element of input i is a or b. */
 int loss__need_labels(const loss_plan *p, size_t i, double a, double b, loss_error *err);
 
+/* Kernels: compiled twice, for AVX2 and the x86-64 baseline, picked at load
+ * time.  The results are the same bits either way: the code has no FMA
+ * contraction (-ffp-contract=off) and vmath.h's functions are exact sequences
+ * of IEEE operations. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(LOSS_NO_CLONES)
+#define LOSS__KERNEL __attribute__((target_clones("avx2", "default")))
+#else
+#define LOSS__KERNEL
+#endif
+
+/* max for kernels: fmax's NaN rule keeps GCC from vectorizing it, and kernels
+ * only see finite values (or -inf from log(0), which this orders right). */
+static inline double loss__max(double a, double b)
+{
+    return a > b ? a : b;
+}
+
 /* Numerics shared by kernels. */
 static inline double loss__softplus(double z) /* log(1 + e^z), stable */
 {
@@ -115,6 +132,14 @@ static inline size_t loss__argmax(const double *x, size_t n)
         if (x[i] > x[best]) best = i;
     return best;
 }
+/* Softmax rows (rows.c).  row_max: the maximum of x[0..K) and the index of its
+ * first occurrence.  row_expsum: e[k] = exp(x[k] - m) (e may be NULL) and their
+ * sum, in a fixed order.  row_scale: g *= f.  row_log: vmath's log. */
+double loss__row_max(const double *x, size_t K, size_t *first);
+double loss__row_expsum(const double *x, size_t K, double m, double *e);
+void loss__row_scale(double *g, size_t K, double f);
+double loss__row_log(double x);
+
 /* The sample weight of term t, or 1. */
 double loss__term_weight(const loss_plan *p, size_t t);
 

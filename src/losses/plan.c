@@ -7,6 +7,7 @@
 #include "loss_internal.h"
 
 #include <float.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,6 +229,13 @@ static double denominator(const loss_plan *p, double *block_sums)
     return loss_sum(block_sums, p->n_blocks);
 }
 
+/* The weights of an unweighted block. */
+static double ones[LOSS__BLOCK_TERMS];
+static void init_ones(void)
+{
+    for (size_t i = 0; i < LOSS__BLOCK_TERMS; i++) ones[i] = 1.0;
+}
+
 int loss_plan_init(loss_plan *p, const loss_spec *spec, const loss_tensor *inputs,
                    const loss_tensor *weights, loss_reduction reduction, loss_error *err)
 {
@@ -319,6 +327,8 @@ int loss_plan_init(loss_plan *p, const loss_spec *spec, const loss_tensor *input
         return LOSS_EZERO_WEIGHT;
     }
     loss_plan_scale_gradients(p, 1.0);
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, init_ones);
     return 0;
 }
 
@@ -352,6 +362,15 @@ int loss_eval_blocks(loss_plan *p, size_t b0, size_t b1, const loss_outputs *out
         size_t t0 = b * p->block, n = p->n_terms - t0;
         if (n > p->block) n = p->block;
         double *lb = out->losses ? out->losses + t0 : l;
+        if (!p->weights) {
+            /* Unweighted: every weight is 1, and 1 * x == x, so the sums are of
+             * the terms themselves (the same bits, without the passes). */
+            ops->kernel(p, t0, n, ones, lb, aux, grads);
+            p->sums[b] = loss_sum(lb, n);
+            for (size_t j = 0; j < ops->n_aux; j++)
+                p->sums[(1 + j) * nb + b] = loss_sum(aux[j], n);
+            continue;
+        }
         fill_weights(p, t0, n, w);
         ops->kernel(p, t0, n, w, lb, aux, grads);
         for (size_t i = 0; i < n; i++) tmp[i] = w[i] * lb[i];

@@ -1,0 +1,66 @@
+/* rows.c - the softmax pieces shared by cross_entropy and focal (multi-class):
+ * one pass for the maximum and its index, one vectorized pass of exponentials,
+ * a sum with four interleaved accumulators (a fixed order, so the same bits on
+ * every run). */
+#include "loss_internal.h"
+#include "vmath.h"
+
+double loss__row_max(const double *x, size_t K, size_t *first)
+{
+    double m = x[0];
+    size_t at = 0;
+    for (size_t k = 1; k < K; k++)
+        if (x[k] > m) {
+            m = x[k];
+            at = k;
+        }
+    *first = at;
+    return m;
+}
+
+LOSS__KERNEL static void exp_shift(const double *restrict x, size_t n, double m,
+                                   double *restrict e)
+{
+    for (size_t k = 0; k < n; k++) e[k] = loss__vexp(x[k] - m);
+}
+
+static double sum4(const double *e, size_t n)
+{
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    size_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        a0 += e[k];
+        a1 += e[k + 1];
+        a2 += e[k + 2];
+        a3 += e[k + 3];
+    }
+    for (; k < n; k++) a0 += e[k];
+    return (a0 + a1) + (a2 + a3);
+}
+
+double loss__row_expsum(const double *x, size_t K, double m, double *e)
+{
+    if (e) {
+        exp_shift(x, K, m, e);
+        return sum4(e, K);
+    }
+    /* No gradient wanted: the exponentials go through a scratch buffer, in
+     * pieces whose partial sums are added in order. */
+    double scratch[1024], s = 0;
+    for (size_t k0 = 0; k0 < K; k0 += 1024) {
+        size_t n = K - k0 < 1024 ? K - k0 : 1024;
+        exp_shift(x + k0, n, m, scratch);
+        s += sum4(scratch, n);
+    }
+    return s;
+}
+
+LOSS__KERNEL void loss__row_scale(double *restrict g, size_t K, double f)
+{
+    for (size_t k = 0; k < K; k++) g[k] *= f;
+}
+
+double loss__row_log(double x)
+{
+    return loss__vlog(x);
+}
