@@ -1006,10 +1006,7 @@ int srv_codec_decode(srv_job *j)
 void srv_codec_free(srv_job *j)
 {
     for (size_t i = 0; i < j->n_owned; i++) srv_mem_free(j->owned[i]);
-    for (size_t i = 0; i < j->n_given; i++) srv_mem_free(j->given[i]);
-    free(j->given);
-    j->given = NULL;
-    j->n_given = j->cap_given = 0;
+    /* (j->given belongs to the output: freed by srv_job_free or srv_output_free) */
     free(j->bins);
     j->bins = NULL;
     j->n_bins = 0;

@@ -391,6 +391,8 @@ void srv_job_free(srv_job *j)
     srv_output_free(j->final);
     for (size_t k = 0; k < j->n_given; k++) srv_mem_free(j->given[k]);
     free(j->given);
+    j->given = NULL;
+    j->n_given = 0;
     srv_buf_free(&j->out);
     srv_mem_free(j->body);
     memset(j, 0, sizeof *j);

@@ -1,0 +1,235 @@
+"""Large batches: binary tensors (Open Inference Protocol framing), gzip both ways,
+Server-Timing and the stage metrics, and the fast JSON paths agreeing with the
+slow ones.  Expectations come from numpy (float64), not from lossd."""
+
+import gzip
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import requests
+
+import conftest
+
+
+def close_to(got, want, rel):
+    return abs(got - want) <= rel * abs(want) + 1e-300
+
+N = 200_000  # large enough for the parallel parse/compute/encode paths
+
+
+def framed(header, arrays):
+    head = json.dumps(header).encode()
+    return head, head + b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)
+
+
+def post_binary(srv, header, arrays, path="/v1/loss", extra=None):
+    head, body = framed(header, arrays)
+    h = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(head)),
+         "Accept-Encoding": "identity"}
+    h.update(extra or {})
+    return requests.post(srv.url(path), data=body, headers=h, timeout=60 * conftest.SLOW)
+
+
+def split_binary(r):
+    assert r.headers["Content-Type"] == "application/octet-stream", r.headers
+    n = int(r.headers["Inference-Header-Content-Length"])
+    return json.loads(r.content[:n]), r.content[n:]
+
+
+def tensor(shape, dtype):
+    size = {"float64": 8, "float32": 4, "int64": 8, "int32": 4}[dtype] * int(np.prod(shape))
+    return {"shape": list(shape), "dtype": dtype, "binary_data_size": size}
+
+
+@pytest.fixture(scope="module")
+def srv(lossd):
+    return lossd
+
+
+def mse_expect(p, t):
+    p = p.astype(np.float64)
+    t = t.astype(np.float64)
+    return np.mean((p - t) ** 2), 2 * (p - t) / p.size
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_binary_in_binary_out(srv, dtype):
+    rng = np.random.default_rng(7)
+    p = rng.normal(size=N).astype(dtype)
+    t = rng.normal(size=N).astype(dtype)
+    header = {"loss": "mse", "inputs": {"predictions": tensor([N], dtype), "targets": tensor([N], dtype)},
+              "outputs": ["cost", "losses", "gradients"], "binary_outputs": True}
+    r = post_binary(srv, header, [p, t])
+    assert r.status_code == 200, r.text
+    meta, tail = split_binary(r)
+    cost, grad = mse_expect(p, t)
+    assert close_to(meta["cost"], cost, 1e-12)
+    size = 4 if dtype == "float32" else 8
+    assert meta["losses"] == {"shape": [N], "dtype": dtype, "binary_data_size": size * N}
+    assert meta["gradients"]["predictions"] == {"shape": [N], "dtype": dtype,
+                                                "binary_data_size": size * N}
+    assert len(tail) == 2 * size * N
+    losses = np.frombuffer(tail[:size * N], dtype=dtype)
+    g = np.frombuffer(tail[size * N:], dtype=dtype)
+    want_l = (p.astype(np.float64) - t.astype(np.float64)) ** 2
+    assert np.allclose(losses, want_l.astype(dtype), rtol=1e-6 if dtype == "float32" else 1e-13)
+    assert np.allclose(g, grad.astype(dtype), rtol=1e-6 if dtype == "float32" else 1e-13, atol=0)
+
+
+def test_binary_mixed_with_json_and_int_targets(srv):
+    """Binary logits, int32 class indices, JSON weights, JSON outputs; bytes are
+    taken in the order of the text, whatever the order of the JSON keys."""
+    rng = np.random.default_rng(3)
+    n, k = 300, 5
+    x = rng.normal(size=(n, k))
+    y = rng.integers(0, k, size=n).astype(np.int32)
+    w = rng.uniform(0.5, 2, size=n)
+    header = {"loss": "cross_entropy",
+              "inputs": {"targets": tensor([n], "int32"), "predictions": tensor([n, k], "float64")},
+              "weights": w.tolist(), "outputs": ["cost", "gradients"]}
+    r = post_binary(srv, header, [y, x])  # targets first: they come first in the text
+    assert r.status_code == 200, r.text
+    body = r.json()
+    lse = np.log(np.exp(x - x.max(1, keepdims=True)).sum(1)) + x.max(1)
+    losses = lse - x[np.arange(n), y]
+    assert close_to(body["cost"], float((w * losses).sum() / w.sum()), 1e-12)
+    g = np.asarray(body["gradients"]["predictions"]["data"]).reshape(n, k)
+    soft = np.exp(x - lse[:, None])
+    want = soft.copy()
+    want[np.arange(n), y] -= 1
+    want *= (w / w.sum())[:, None]
+    assert np.allclose(g, want, rtol=1e-11, atol=1e-15)
+
+
+@pytest.mark.parametrize("case,mutate,fragment", [
+    ("short body", lambda head, body: body[:-8], "follow"),
+    ("extra bytes", lambda head, body: body + b"\0" * 8, "follow"),
+    ("header past the body", None, "Inference-Header-Content-Length"),
+])
+def test_binary_bad_framing(srv, case, mutate, fragment):
+    p = np.zeros(16)
+    header = {"loss": "mse", "inputs": {"predictions": tensor([16], "float64"),
+                                        "targets": tensor([16], "float64")}}
+    head, body = framed(header, [p, p])
+    hl = len(head)
+    if mutate:
+        body = mutate(head, body)
+    else:
+        hl = len(body) + 10
+    r = requests.post(srv.url("/v1/loss"), data=body, timeout=30,
+                      headers={"Inference-Header-Content-Length": str(hl),
+                               "Content-Type": "application/octet-stream"})
+    assert r.status_code == 400, (case, r.text)
+    err = r.json()["error"]
+    assert err["code"] == "invalid_binary_framing", err
+    assert fragment in err["message"], err
+
+
+def test_binary_size_does_not_match_shape(srv):
+    header = {"loss": "mse", "inputs": {"predictions": {"shape": [4], "dtype": "float32", "binary_data_size": 32},
+                                        "targets": tensor([4], "float32")}}
+    r = post_binary(srv, header, [np.zeros(8, np.float32), np.zeros(4, np.float32)])
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["code"] == "invalid_binary_framing"
+    assert err["path"] == "/inputs/predictions/binary_data_size"
+
+
+def test_binary_without_header_and_nonfinite(srv):
+    r = srv.post("/v1/loss", {"loss": "mse", "inputs": {"predictions": tensor([2], "float64"),
+                                                         "targets": [1, 2]}})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_binary_framing", r.text
+    header = {"loss": "mse", "inputs": {"predictions": tensor([3], "float64"), "targets": tensor([3], "float64")}}
+    r = post_binary(srv, header, [np.array([1.0, np.nan, 2.0]), np.zeros(3)])
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["code"] == "non_finite_value" and err["path"] == "/inputs/predictions/data/1", err
+
+
+def test_gzip_request_bodies(srv):
+    body = {"loss": "huber", "inputs": {"predictions": [[0.5, 2.0], [1.0, -3.0]],
+                                        "targets": [[0.0, 2.5], [1.0, 0.0]]}, "weights": [1.0, 2.0]}
+    raw = json.dumps(body).encode()
+    plain = srv.post("/v1/loss", body)
+    assert plain.status_code == 200 and plain.json()["cost"] == 0.875
+    for enc, data in (("gzip", gzip.compress(raw)), ("deflate", zlib.compress(raw)),
+                      ("gzip", gzip.compress(raw[:40]) + gzip.compress(raw[40:]))):  # 2 members
+        r = requests.post(srv.url("/v1/loss"), data=data, timeout=30,
+                          headers={"Content-Type": "application/json", "Content-Encoding": enc})
+        assert r.status_code == 200, (enc, r.text)
+        assert r.content == plain.content
+    r = requests.post(srv.url("/v1/loss"), data=b"\x1f\x8b\x08\x00garbage", timeout=30,
+                      headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_content_encoding", r.text
+    r = requests.post(srv.url("/v1/loss"), data=raw, timeout=30,
+                      headers={"Content-Type": "application/json", "Content-Encoding": "br"})
+    assert r.status_code == 415 and r.json()["error"]["code"] == "unsupported_content_encoding"
+    assert "gzip" in r.headers["Accept-Encoding"]
+
+
+def test_gzip_bomb_is_capped(start_lossd):
+    small = start_lossd("--max-body-bytes", "100000")
+    bomb = gzip.compress(b'{"loss":"mse","inputs":{"predictions":[' + b"0," * 200000 + b"0]}}")
+    assert len(bomb) < 100000
+    r = requests.post(small.url("/v1/loss"), data=bomb, timeout=30,
+                      headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large", r.text
+    assert "inflated" in r.json()["error"]["message"]
+    assert small.get("/healthz").status_code == 200
+
+
+def test_gzip_responses(srv):
+    rng = np.random.default_rng(1)
+    p = rng.normal(size=N)
+    body = {"loss": "mse", "inputs": {"predictions": p.tolist(), "targets": [0.0] * N},
+            "outputs": ["cost", "losses", "gradients"]}
+    raw = json.dumps(body).encode()
+    plain = requests.post(srv.url("/v1/loss"), data=raw, timeout=60,
+                          headers={"Content-Type": "application/json", "Accept-Encoding": "identity"})
+    zipped = requests.post(srv.url("/v1/loss"), data=raw, timeout=60, stream=True,
+                           headers={"Content-Type": "application/json", "Accept-Encoding": "gzip"})
+    assert plain.status_code == zipped.status_code == 200
+    assert "Content-Encoding" not in plain.headers
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert "Accept-Encoding" in zipped.headers["Vary"]
+    wire = zipped.raw.read(decode_content=False)
+    assert len(wire) < len(plain.content) / 1.5
+    assert gzip.decompress(wire) == plain.content  # one valid gzip member, same bytes
+    # q=0 refuses gzip; small bodies are never compressed
+    r = requests.post(srv.url("/v1/loss"), data=raw, timeout=60,
+                      headers={"Content-Type": "application/json", "Accept-Encoding": "gzip;q=0"})
+    assert "Content-Encoding" not in r.headers
+    r = srv.post("/v1/loss", {"loss": "mse", "inputs": {"predictions": [1], "targets": [0]}},
+                 headers={"Accept-Encoding": "gzip"})
+    assert "Content-Encoding" not in r.headers
+
+
+def test_server_timing_and_stage_metrics(srv):
+    r = srv.post("/v1/loss", {"loss": "mse", "inputs": {"predictions": [1, 2], "targets": [0, 0]}})
+    st = r.headers["Server-Timing"]
+    parts = dict(p.strip().split(";dur=") for p in st.split(","))
+    assert set(parts) == {"parse", "compute", "encode"}, st
+    assert all(float(v) >= 0 for v in parts.values())
+    text = srv.get("/metrics").text
+    for stage in ("parse", "compute", "encode"):
+        assert f'lossd_stage_duration_seconds_count{{stage="{stage}"}}' in text
+
+
+def test_fast_and_slow_json_paths_agree(srv):
+    """Arrays lifted by the scanner and arrays left to jansson (inside a ragged
+    neighbour's failure, or tiny) must give the same numbers: compare a request
+    whose tensors are lifted with the same numbers sent as a tensor object whose
+    data is split across the two paths by formatting."""
+    rng = np.random.default_rng(11)
+    vals = np.concatenate([rng.normal(size=500) * 10.0 ** rng.integers(-300, 290, size=500),
+                           [5e-324, -0.0, 1.7976931348623157e300, 2.2250738585072011e-308]])
+    text_nums = ",".join(repr(float(v)) for v in vals)
+    lifted = '{"loss":"mae","inputs":{"predictions":[%s],"targets":[%s]},"outputs":["losses"],"reduction":"sum"}' % (
+        text_nums, ",".join("0" for _ in vals))
+    r = requests.post(srv.url("/v1/loss"), data=lifted, headers={"Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 200, r.text[:300]
+    got = np.asarray(r.json()["losses"])
+    assert np.array_equal(got, np.abs(vals)), "a number changed on its way through the fast path"
