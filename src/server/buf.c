@@ -15,6 +15,10 @@ int srv_buf_reserve(srv_buf *b, size_t extra)
     }
     size_t need = b->len + extra + 1; /* room for a NUL */
     if (need <= b->cap) return 0;
+    if (b->fixed) {
+        b->toobig = 1;
+        return -1;
+    }
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     char *p = srv_mem_realloc(b->data, cap);
@@ -63,7 +67,8 @@ char *srv_buf_steal(srv_buf *b, size_t *len)
 
 void srv_buf_free(srv_buf *b)
 {
-    srv_mem_free(b->data);
+    if (!b->fixed) srv_mem_free(b->data);
+    b->fixed = 0;
     b->data = NULL;
     b->len = b->cap = 0;
     b->toobig = 0;

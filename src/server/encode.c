@@ -403,6 +403,32 @@ static size_t numbers_out(const srv_job *j)
     return n;
 }
 
+/* The most bytes a chunk can take: every number at its longest, its comma, and
+ * the brackets of its units. */
+static size_t chunk_bound(const srv_part *pt, const srv_echunk *c)
+{
+    size_t units = c->u1 - c->u0;
+    return units * pt->unit_len * (SRV_DOUBLE_MAX + 2) + units * 4 * (pt->sub_rank + 1) + 64;
+}
+
+/* A JSON request's body is dead once decoded, and usually larger than the
+ * response: the chunks are formatted into slices of it, so that the response
+ * costs no memory of its own (the body then goes out with the response). */
+static void use_body(srv_job *j)
+{
+    if (!j->n_echunks || j->json_len != j->len || !j->body) return; /* binary: still read */
+    size_t cap = srv_mem_size(j->body), at = 0;
+    for (size_t c = 0; c < j->n_echunks; c++) {
+        srv_echunk *ch = &j->echunks[c];
+        size_t need = chunk_bound(&j->parts[ch->part], ch);
+        if (need > cap - at) break; /* the rest get buffers of their own */
+        ch->text = (srv_buf){j->body + at, 0, need, 0, 0, 1};
+        ch->text.data[0] = '\0';
+        at += need;
+        j->body_in_output = 1;
+    }
+}
+
 int srv_encode_response(srv_job *j)
 {
     writer w = {&j->out, 0, j};
@@ -433,6 +459,7 @@ int srv_encode_response(srv_job *j)
             c->u1 = u + per < pt->units ? u + per : pt->units;
         }
     }
+    use_body(j);
     return 0;
 }
 

@@ -227,7 +227,7 @@ static int build_output(srv_job *j, srv_output *o)
     memset(o, 0, sizeof *o);
     size_t n = 1 + 2 * j->n_parts + j->n_echunks + j->n_bparts;
     o->pieces = calloc(n, sizeof *o->pieces);
-    o->bufs = calloc(1 + 2 * j->n_echunks + j->n_given, sizeof *o->bufs);
+    o->bufs = calloc(2 + 2 * j->n_echunks + j->n_given, sizeof *o->bufs);
     if (!o->pieces || !o->bufs) {
         free(o->pieces);
         free(o->bufs);
@@ -259,9 +259,16 @@ static int build_output(srv_job *j, srv_output *o)
     /* the buffers change hands */
     o->bufs[o->n_bufs++] = srv_buf_steal(&j->out, NULL);
     for (size_t k = 0; k < j->n_echunks; k++) {
-        o->bufs[o->n_bufs++] = srv_buf_steal(&j->echunks[k].text, NULL);
+        if (!j->echunks[k].text.fixed)
+            o->bufs[o->n_bufs++] = srv_buf_steal(&j->echunks[k].text, NULL);
+        j->echunks[k].text = (srv_buf){0};
         if (j->echunks[k].zip.data)
             o->bufs[o->n_bufs++] = srv_buf_steal(&j->echunks[k].zip, NULL);
+    }
+    if (j->body_in_output) { /* chunks were formatted in the body's memory */
+        o->bufs[o->n_bufs++] = j->body;
+        j->body = NULL;
+        j->body_in_output = 0;
     }
     for (size_t k = 0; k < j->n_given; k++) o->bufs[o->n_bufs++] = j->given[k];
     j->n_given = 0;

@@ -45,6 +45,7 @@ typedef struct srv_buf {
     char *data; /* owned (srv_mem); NUL-terminated when len > 0 */
     size_t len, cap, max;
     int toobig;
+    int fixed; /* data is borrowed memory of cap bytes: never grown, never freed */
 } srv_buf;
 
 int srv_buf_reserve(srv_buf *b, size_t extra); /* 0, or -1 (limit or ENOMEM) */
@@ -318,6 +319,7 @@ typedef struct srv_job {
     size_t n_echunks, cap_echunks;
     srv_bpart *bparts; /* binary outputs, in the order of the JSON */
     size_t n_bparts, cap_bparts;
+    int body_in_output; /* encoding chunks live in the dead body: it goes with the output */
     int status;
     /* per-stage times, nanoseconds */
     uint64_t t_parse, t_compute, t_encode;
