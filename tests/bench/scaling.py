@@ -9,7 +9,8 @@ belongs to that request alone.
 Columns: N; the body's bytes; the median wall time of --reps requests after one
 warm-up (client side, on one keep-alive connection, http.client: the body is
 built once, the response read whole); MB/s of request payload; lossd's peak RSS above its idle RSS
-(VmHWM - VmRSS before the first request) and that as a multiple of the body.
+(VmHWM - VmRSS before the first request) and that as a multiple of the body (for
+binary rows the body is the payload plus a small JSON header).
 Nothing here fails on a figure: it prints them.
 """
 
@@ -57,15 +58,23 @@ def json_body(n, rng):
     return body, {"Content-Type": "application/json"}, 0
 
 
-def binary_body(n, rng):
-    p = rng.normal(size=n).astype(np.float32)
-    t = rng.normal(size=n).astype(np.float32)
-    tens = {"shape": [n], "dtype": "float32", "binary_data_size": 4 * n}
+def binary_body(n, rng, dtype="float32"):
+    p = rng.normal(size=n).astype(dtype)
+    t = rng.normal(size=n).astype(dtype)
+    size = np.dtype(dtype).itemsize
+    tens = {"shape": [n], "dtype": dtype, "binary_data_size": size * n}
     head = json.dumps({"loss": "mse", "inputs": {"predictions": tens, "targets": tens},
                        "outputs": ["cost", "gradients"], "binary_outputs": True}).encode()
+    # float64: pad the JSON to a multiple of 8 so the tensors are used in place
+    if dtype == "float64" and len(head) % 8:
+        head += b" " * (8 - len(head) % 8)
     return (head + p.tobytes() + t.tobytes(),
             {"Content-Type": "application/octet-stream",
-             "Inference-Header-Content-Length": str(len(head))}, 8 * n)
+             "Inference-Header-Content-Length": str(len(head))}, 2 * size * n)
+
+
+def binary64_body(n, rng):
+    return binary_body(n, rng, "float64")
 
 
 def measure(binary, n, make, reps, rng):
@@ -113,6 +122,7 @@ def main():
     print(f"command: {' '.join([sys.executable] + sys.argv)}")
     print("request: mse, outputs cost + gradients, one fresh lossd per row (peak RSS = VmHWM - idle RSS)")
     for label, make, top in (("binary float32 in/out", binary_body, args.binary_max),
+                             ("binary float64 in/out", binary64_body, args.binary_max),
                              ("JSON", json_body, args.json_max)):
         print(f"\n{label}")
         print(f"{'N':>10} {'body MB':>9} {'resp MB':>9} {'ms':>9} {'ns/elem':>8} {'MB/s':>8} "
