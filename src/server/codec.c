@@ -400,7 +400,7 @@ static const json_t *resolve(const json_t *root, const char *ptr)
 static int binary_section(srv_job *j, const json_t *root)
 {
     size_t bin_len = j->len - j->json_len;
-    if (j->json_len == j->len) {
+    if (!j->binary_header) {
         if (j->scan.n_binary)
             return fail(j, 400, "invalid_binary_framing", j->scan.binary_paths[0],
                         "%s has binary_data_size but the request has no "
@@ -486,6 +486,9 @@ static int tensor(srv_job *j, const json_t *v, const char *path, loss_tensor *t,
 static void element_path(char *p, const loss_tensor *t, const srv_form *f, long long k)
 {
     if (k < 0 || t->rank == 0) return;
+    if (f->binary)
+        return; /* no JSON element to point at: the tensor object (the
+                   message gives the index) */
     if (f->object) {
         srv_pointer_push(p, PTR_MAX, "data", 4);
         srv_pointer_push_index(p, PTR_MAX, (size_t)k);
@@ -945,6 +948,8 @@ static int decode_objective(srv_job *j, const json_t *root)
     loss_weighting_out wo = {0};
     loss_error e;
     if (loss_weighting_eval(j->scheme, j->n_tasks, zero, param, &wo, &e)) {
+        if (e.code == LOSS_ENOMEM)
+            return fail(j, 500, "internal_error", "", "out of memory");
         char p[PTR_MAX];
         if (j->scheme == LOSS_WEIGHTING_FIXED)
             snprintf(p, sizeof p, "/tasks/%lld/weight", e.index);

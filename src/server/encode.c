@@ -408,7 +408,8 @@ static size_t numbers_out(const srv_job *j)
 static size_t chunk_bound(const srv_part *pt, const srv_echunk *c)
 {
     size_t units = c->u1 - c->u0;
-    return units * pt->unit_len * (SRV_DOUBLE_MAX + 2) + units * 4 * (pt->sub_rank + 1) + 64;
+    return units * pt->unit_len * (SRV_DOUBLE_MAX + 2) + units * 4 * (pt->sub_rank + 1) +
+           64;
 }
 
 /* A JSON request's body is dead once decoded, and usually larger than the
@@ -416,7 +417,8 @@ static size_t chunk_bound(const srv_part *pt, const srv_echunk *c)
  * costs no memory of its own (the body then goes out with the response). */
 static void use_body(srv_job *j)
 {
-    if (!j->n_echunks || j->json_len != j->len || !j->body) return; /* binary: still read */
+    if (!j->n_echunks || j->json_len != j->len || !j->body)
+        return; /* binary: still read */
     size_t cap = srv_mem_size(j->body), at = 0;
     for (size_t c = 0; c < j->n_echunks; c++) {
         srv_echunk *ch = &j->echunks[c];

@@ -37,6 +37,7 @@ int srv_job_set_binary(srv_job *j, unsigned long long json_len)
         return -1;
     }
     j->json_len = (size_t)json_len;
+    j->binary_header = 1;
     return 0;
 }
 

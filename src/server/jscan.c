@@ -386,6 +386,15 @@ static int literal(scanner *s, const char *word)
     return 1;
 }
 
+/* The key "binary_data_size", however it is escaped. */
+static int is_binary_key(const char *k, size_t n)
+{
+    if (n == 16 && !memcmp(k, "binary_data_size", 16)) return 1;
+    if (n < 16 || n > 200 || !memchr(k, '\\', n)) return 0;
+    char d[256];
+    return decode_key(k, n, d, sizeof d) == 16 && !memcmp(d, "binary_data_size", 16);
+}
+
 /* Walks the document; returns 0 when done or when jansson must judge the rest. */
 static int walk(scanner *s)
 {
@@ -402,7 +411,7 @@ static int walk(scanner *s)
             if (rc) return rc < 0 ? -1 : 0;
             s->stack[s->depth].key = k;
             s->stack[s->depth].key_len = (size_t)(s->p - 1 - k);
-            if (s->stack[s->depth].key_len == 16 && !memcmp(k, "binary_data_size", 16)) {
+            if (is_binary_key(k, s->stack[s->depth].key_len)) {
                 /* a tensor whose bytes follow the JSON: remember the order */
                 srv_scan *sc = s->scan;
                 if (grow((void **)&sc->binary_paths, &sc->cap_binary, sc->n_binary + 1,

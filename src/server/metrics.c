@@ -34,7 +34,9 @@ void srv_metrics_request(srv_metrics *m, int endpoint, int status, double second
     observe(&m->latency[endpoint], seconds);
     m->bytes_in += in;
     m->bytes_out += out;
-    if (status == 503) m->rejected_overload++;
+    /* refused work (overloaded or draining), not /readyz saying it is draining */
+    if (status == 503 && (endpoint == SRV_EP_M_LOSS || endpoint == SRV_EP_M_OBJECTIVE))
+        m->rejected_overload++;
 }
 
 void srv_metrics_stage(srv_metrics *m, int stage, double seconds)

@@ -229,7 +229,7 @@ static enum MHD_Result respond_job(request *r)
         srv_output_free(o);
         return MHD_NO;
     }
-    if (r->job.gzip_min) MHD_add_response_header(resp, "Vary", "Accept-Encoding");
+    MHD_add_response_header(resp, "Vary", "Accept-Encoding");
     if (o->gzipped) MHD_add_response_header(resp, "Content-Encoding", "gzip");
     if (o->binary) { /* binary outputs follow the JSON */
         char n[24];
@@ -672,12 +672,17 @@ static int submit(request *r)
 
 /* ---- the access handler ---- */
 
-static int is_json_type(const char *ct)
+/* ct is the media type want, possibly with parameters ("; charset=utf-8"). */
+static int is_type(const char *ct, const char *want)
 {
-    const char *want = "application/json";
     size_t n = strlen(want);
     if (strncasecmp(ct, want, n)) return 0;
     return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ';
+}
+
+static int is_json_type(const char *ct)
+{
+    return is_type(ct, "application/json");
 }
 
 static enum MHD_Result admit_post(request *r)
@@ -700,8 +705,7 @@ static enum MHD_Result admit_post(request *r)
                         ih);
         r->binary = 1;
     }
-    if (ct && !is_json_type(ct) &&
-        !(ih && !strncasecmp(ct, "application/octet-stream", 24)))
+    if (ct && !is_json_type(ct) && !(ih && is_type(ct, "application/octet-stream")))
         return fail(
             r, 415, "unsupported_media_type", NULL, NULL,
             "Content-Type must be application/json (or application/octet-stream with "

@@ -284,6 +284,7 @@ typedef struct srv_job {
     size_t len;
     /* binary tensors: the JSON is body[0, json_len), the bytes follow */
     size_t json_len;   /* == len without Inference-Header-Content-Length */
+    int binary_header; /* Inference-Header-Content-Length was given */
     int binary_out;    /* "binary_outputs": true */
     int gzip_in;       /* Content-Encoding: gzip or deflate */
     size_t gzip_min;   /* > 0: gzip the response when it has at least this many bytes */
@@ -319,7 +320,8 @@ typedef struct srv_job {
     size_t n_echunks, cap_echunks;
     srv_bpart *bparts; /* binary outputs, in the order of the JSON */
     size_t n_bparts, cap_bparts;
-    int body_in_output; /* encoding chunks live in the dead body: it goes with the output */
+    int body_in_output; /* encoding chunks live in the dead body: it goes with the output
+                         */
     int status;
     /* per-stage times, nanoseconds */
     uint64_t t_parse, t_compute, t_encode;

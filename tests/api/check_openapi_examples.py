@@ -20,7 +20,13 @@ nothing from pip. It checks the following:
     must really not parse;
   - in the JSON response examples every number is written as a float (`0.0`, not `0`),
     as lossd writes them. The exceptions are the counts `n`, the integer parameters and
-    the `shape` of tensor objects.
+    the `shape` and `binary_data_size` of tensor objects;
+  - an example marked `x-json-part: true` under a non-JSON media type (binary tensors:
+    application/octet-stream) holds the JSON part of such a body; raw bytes cannot be
+    written in YAML. It is validated against the schema of the `application/json` media
+    type of the same request body or response, and it pairs up like any other example;
+  - `x-request-headers`, where given, maps header names to string values (the headers
+    tests/api/test_schema.py sends with that request example).
 
 It prints what it checked and exits with 0 when everything holds, and 1 otherwise.
 """
@@ -39,7 +45,7 @@ from jsonschema import Draft202012Validator  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT = os.path.normpath(os.path.join(HERE, "..", "..", "api", "openapi.yaml"))
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-INTEGER_KEYS = {"n", "ignore_index", "dataset_size"}  # integers in JSON bodies
+INTEGER_KEYS = {"n", "ignore_index", "dataset_size", "binary_data_size"}  # integers in JSON bodies
 INTEGER_LIST_KEYS = {"shape"}  # tensor objects' shapes
 
 failures = []
@@ -144,6 +150,15 @@ class Checker:
                        + " (an error example: the server rejects it)")
         return True
 
+    def json_part_schema(self, where, content, ex):
+        """The schema an `x-json-part` example is checked against: that of the sibling
+        application/json media type."""
+        media = (content or {}).get("application/json")
+        if media is None:
+            fail(f"{where}: x-json-part, but there is no application/json media type beside it")
+            return None
+        return media.get("schema", {})
+
     def check_operation(self, path, method, op):
         where = f"{method.upper()} {path}"
         request_examples = {}
@@ -159,7 +174,18 @@ class Checker:
                 for name, value, ex in self.media_examples(where, mt, media):
                     status = ex.get("x-expected-status", 200)
                     label = f"{where} request {mt} example {name or '(example)'}"
-                    self.check_value(label, media.get("schema", {}), value, status < 400, json_media)
+                    schema = media.get("schema", {})
+                    if ex.get("x-json-part"):
+                        schema = self.json_part_schema(label, body.get("content"), ex)
+                        if schema is None:
+                            continue
+                        label += " (JSON part)"
+                    self.check_value(label, schema, value, status < 400,
+                                     json_media or bool(ex.get("x-json-part")))
+                    headers = ex.get("x-request-headers", {})
+                    if not isinstance(headers, dict) or not all(
+                            isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+                        fail(f"{label}: x-request-headers must map header names to strings")
                     if name is not None:
                         request_examples[name] = status
         response_examples = {}
@@ -174,8 +200,16 @@ class Checker:
                 json_media = mt.split(";")[0].strip().endswith("json")
                 for name, value, ex in self.media_examples(where, mt, media):
                     label = f"{where} {status} {mt} example {name or '(example)'}"
-                    self.check_value(label, media.get("schema", {}), value, True, json_media)
-                    if json_media:
+                    schema = media.get("schema", {})
+                    is_json = json_media
+                    if ex.get("x-json-part"):
+                        schema = self.json_part_schema(label, resp.get("content"), ex)
+                        if schema is None:
+                            continue
+                        label += " (JSON part)"
+                        is_json = True
+                    self.check_value(label, schema, value, True, is_json)
+                    if is_json:
                         bad = []
                         numbers_are_floats(value, "", bad)
                         for b in bad:
