@@ -57,3 +57,22 @@ int loss_input_bind(const loss_desc *d, const char *name, size_t *index, loss_er
     return loss__fail(err, LOSS_EUNKNOWN_INPUT, LOSS_AT_INPUT, name, -1,
                       "%s has no input \"%.40s\" (its inputs: %s)", d->name, name, list);
 }
+
+const char *loss_param_type_name(loss_param_type type)
+{
+    switch (type) {
+    case LOSS_PARAM_NUMBER:
+        return "number";
+    case LOSS_PARAM_BOOL:
+        return "boolean";
+    case LOSS_PARAM_ENUM:
+        return "string";
+    case LOSS_PARAM_INTEGER:
+        return "integer";
+    case LOSS_PARAM_VECTOR:
+        return "array";
+    case LOSS_PARAM_NUMBER_OR_VECTOR:
+        return "number_or_array";
+    }
+    return "?";
+}

@@ -122,6 +122,10 @@ typedef enum loss_param_type {
                                  */
 } loss_param_type;
 
+/* The JSON type of a parameter type: "number", "boolean", "string", "integer",
+ * "array" or "number_or_array" (what GET /v1/losses reports). */
+LOSS_API const char *loss_param_type_name(loss_param_type type);
+
 /* Range flags. */
 #define LOSS_MIN_EXCLUSIVE 1u
 #define LOSS_MAX_EXCLUSIVE 2u

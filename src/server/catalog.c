@@ -17,31 +17,12 @@ static void num(srv_buf *b, double v)
     srv_buf_append(b, t, n);
 }
 
-static const char *type_name(loss_param_type t)
-{
-    switch (t) {
-    case LOSS_PARAM_NUMBER:
-        return "number";
-    case LOSS_PARAM_BOOL:
-        return "boolean";
-    case LOSS_PARAM_ENUM:
-        return "string";
-    case LOSS_PARAM_INTEGER:
-        return "integer";
-    case LOSS_PARAM_VECTOR:
-        return "array";
-    case LOSS_PARAM_NUMBER_OR_VECTOR:
-        return "number_or_array";
-    }
-    return "?";
-}
-
 static void param(srv_buf *b, const loss_param_desc *p)
 {
     srv_buf_puts(b, "{\"name\":");
     str(b, p->name);
     srv_buf_puts(b, ",\"type\":");
-    str(b, type_name(p->type));
+    str(b, loss_param_type_name(p->type));
     srv_buf_puts(b, ",\"description\":");
     str(b, p->doc);
     srv_buf_puts(b, ",\"default\":");

@@ -9,25 +9,6 @@
 
 #include <string.h>
 
-static const char *type_str(const loss_param_desc *d)
-{
-    switch (d->type) {
-    case LOSS_PARAM_NUMBER:
-        return "number";
-    case LOSS_PARAM_BOOL:
-        return "boolean";
-    case LOSS_PARAM_ENUM:
-        return "string";
-    case LOSS_PARAM_INTEGER:
-        return "integer";
-    case LOSS_PARAM_VECTOR:
-        return "array";
-    case LOSS_PARAM_NUMBER_OR_VECTOR:
-        return "number or array";
-    }
-    return "?";
-}
-
 /* One parameter as the README shows it: `delta` number > 0 [1]. */
 static void param_md(const loss_param_desc *d, char *buf, size_t len)
 {
@@ -62,8 +43,8 @@ static void param_md(const loss_param_desc *d, char *buf, size_t len)
         else if (d->has_default)
             snprintf(def, sizeof def, "%g", d->def);
     }
-    snprintf(buf, len, "`%s` %s%s%s [%s]", d->name, type_str(d), range[0] ? " " : "",
-             range, def);
+    snprintf(buf, len, "`%s` %s%s%s [%s]", d->name, loss_param_type_name(d->type),
+             range[0] ? " " : "", range, def);
 }
 
 /* Markdown table cells cannot hold a bare '|'. */
