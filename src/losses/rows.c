@@ -55,9 +55,16 @@ double loss__row_expsum(const double *x, size_t K, double m, double *e)
     return s;
 }
 
-LOSS__KERNEL void loss__row_scale(double *restrict g, size_t K, double f)
+/* The clones stay in this file (GCC makes them local symbols, and clang wants
+ * the attribute on every declaration): callers see a plain function. */
+LOSS__KERNEL static void row_scale(double *restrict g, size_t K, double f)
 {
     for (size_t k = 0; k < K; k++) g[k] *= f;
+}
+
+void loss__row_scale(double *g, size_t K, double f)
+{
+    row_scale(g, K, f);
 }
 
 double loss__row_log(double x)

@@ -980,7 +980,8 @@ int srv_codec_decode(srv_job *j)
     }
     json_error_t je;
     /* JSON_ALLOW_NUL: only the scanner's placeholders can hold a NUL, since it
-     * rejected "\u0000" in the body's strings. */
+     * rejected NUL bytes and "\u0000" in the body's strings (all of them: see
+     * scan.complete below). */
     json_t *root = json_loadb(j->scan.text, j->scan.text_len,
                               JSON_DECODE_INT_AS_REAL | JSON_REJECT_DUPLICATES |
                                   JSON_ALLOW_NUL | JSON_DECODE_ANY,
@@ -992,6 +993,14 @@ int srv_codec_decode(srv_job *j)
         return fail(j, 400, "malformed_json", "",
                     "the body is not valid JSON: %s (line %d, column %d, byte %zu)",
                     je.text, line, column, at);
+    }
+    if (!j->scan.complete) {
+        /* jansson took a body the scanner could not walk to its end; the strings
+         * the scanner did not see were not checked for "\u0000". */
+        json_decref(root);
+        return fail(j, 400, "malformed_json", "",
+                    "the body is not valid JSON (the scanner stopped at byte %zu)",
+                    j->scan.stop);
     }
     j->root = root;
     if (!json_is_object(root))

@@ -402,7 +402,11 @@ static int walk(scanner *s)
     srv_error *err = s->err;
     for (;;) {
         skip_ws(s);
-        if (s->p >= s->end) return 0; /* truncated or empty: jansson reports it */
+        if (s->p >= s->end) {
+            /* the whole body walked, or truncated or empty: jansson reports it */
+            s->scan->complete = state == AFTER && s->depth == 0;
+            return 0;
+        }
         char c = *s->p;
         if (state == KEY) {
             if (c != '"') return 0;
@@ -511,6 +515,22 @@ static int walk(scanner *s)
     }
 }
 
+/* Line (from 1) and column (from 0) of byte at of text. */
+static void line_column(const char *text, size_t at, int *line, int *column)
+{
+    int l = 1, c = 0;
+    for (size_t i = 0; i < at; i++) {
+        if (text[i] == '\n') {
+            l++;
+            c = 0;
+        } else {
+            c++;
+        }
+    }
+    *line = l;
+    *column = c;
+}
+
 int srv_scan_body(const char *body, size_t len, srv_scan *scan, srv_error *err)
 {
     scanner s;
@@ -521,7 +541,22 @@ int srv_scan_body(const char *body, size_t len, srv_scan *scan, srv_error *err)
     s.err = err;
     scan->body = body;
     scan->body_len = len;
+    /* RFC 8259 allows no NUL byte anywhere, and jansson 2.14 skips one after a
+     * number or a literal ("[1\0]" is [1]); refusing them here keeps the
+     * placeholders unforgeable. */
+    const char *nul = memchr(body, '\0', len);
+    if (nul) {
+        size_t at = (size_t)(nul - body);
+        int line, column;
+        line_column(body, at, &line, &column);
+        srv_error_set(err, 400, "malformed_json", "",
+                      "the body is not valid JSON: a NUL byte (line %d, column %d, "
+                      "byte %zu)",
+                      line, column, at);
+        return -1;
+    }
     if (walk(&s)) return -1;
+    scan->stop = (size_t)(s.p - body);
     /* Each chunk knows its array; the last chunk of an array ends with it. */
     for (size_t c = 0; c < scan->n_chunks; c++) {
         srv_numchunk *k = &scan->chunks[c];
@@ -607,17 +642,7 @@ size_t srv_scan_original_offset(const srv_scan *scan, size_t pos, int *line, int
             pos >= a->compact_end ? a->text_end + (pos - a->compact_end) : a->text_start;
     }
     if (orig > scan->body_len) orig = scan->body_len;
-    int l = 1, c = 0;
-    for (size_t i = 0; i < orig; i++) {
-        if (scan->body[i] == '\n') {
-            l++;
-            c = 0;
-        } else {
-            c++;
-        }
-    }
-    *line = l;
-    *column = c;
+    line_column(scan->body, orig, line, column);
     return orig;
 }
 

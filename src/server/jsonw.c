@@ -6,6 +6,33 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Length of the well-formed UTF-8 sequence at s (Unicode 15, table 3-7: no
+ * overlong forms, no surrogates, nothing above U+10FFFF), or 0. */
+static size_t utf8_sequence(const unsigned char *s, size_t len)
+{
+    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
+    size_t n;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (len < n || s[1] < lo || s[1] > hi) return 0;
+    for (size_t k = 2; k < n; k++)
+        if (s[k] < 0x80 || s[k] > 0xBF) return 0;
+    return n;
+}
+
+/* The text may echo bytes of a request (object keys in error messages) that were
+ * never validated: ill-formed UTF-8 becomes U+FFFD, so the output is valid JSON. */
 int srv_json_string(srv_buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -43,6 +70,10 @@ int srv_json_string(srv_buf *b, const char *s, size_t len)
         } else if (c < 0x20) {
             char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
             if (srv_buf_append(b, e, 6)) return -1;
+        } else if (c >= 0x80) {
+            size_t n = utf8_sequence((const unsigned char *)s + i, len - i);
+            if (srv_buf_append(b, n ? &s[i] : "\xEF\xBF\xBD", n ? n : 3)) return -1;
+            if (n) i += n - 1;
         } else if (srv_buf_append(b, &s[i], 1)) {
             return -1;
         }

@@ -910,7 +910,9 @@ static void on_sweep(uv_timer_t *t)
     mhd_kick(s);
 }
 
-static void mhd_logger(void *cls, const char *fmt, va_list ap)
+/* fmt is libmicrohttpd's own format string. */
+__attribute__((format(printf, 2, 0))) static void mhd_logger(void *cls, const char *fmt,
+                                                             va_list ap)
 {
     char msg[512];
     (void)cls;

@@ -119,6 +119,10 @@ typedef struct srv_scan {
     /* the objects holding "binary_data_size", in the order of the text */
     char (*binary_paths)[256]; /* owned: JSON Pointers */
     size_t n_binary, cap_binary;
+    /* the scanner walked the whole body as one JSON value: every string was
+     * checked for "\u0000", so no placeholder in the text can be forged */
+    int complete;
+    size_t stop; /* where the walk ended, when not complete */
 } srv_scan;
 
 /* Errors of the codec and the HTTP layer, ready to become an error body. */

@@ -311,6 +311,38 @@ def _resolve(doc, pointer):
     return cur
 
 
+@pytest.mark.parametrize("body", [
+    b'{"loss":"mse","inputs":{"predictions":[1.0\x00],"targets":[1.0]}}',
+    # jansson alone skips the NUL after a number; the scanner used to stop there,
+    # and "\u00000" then passed for the first lifted array (the weights)
+    b'{"loss":"mse","weights":[1,1,1],"inputs":{"targets":[1,2,4\x00],"predictions":"\\u00000"}}',
+    b'{"loss":"mse","inputs":{"predictions":[1.0],"targets":[1.0]}}\x00',
+    b'{"loss":"mse\x00","inputs":{"predictions":[1.0],"targets":[1.0]}}',
+], ids=["after_number", "forged_placeholder", "trailing", "in_string"])
+def test_nul_byte_is_malformed(lossd, body):
+    r = lossd.post("/v1/loss", body)
+    err = check_error(r, 400, "malformed_json", "")
+    assert "NUL" in err["message"] and f"byte {body.index(0)}" in err["message"], err
+
+
+@pytest.mark.parametrize("key", [b"predictions\xff", b"p\xc0\xafx", b"p\xed\xa0\x80",
+                                 b"p\\ud800", b"p\xf4\x90\x80\x80", b"p\xe2\x82"])
+def test_error_echoing_invalid_utf8_is_valid_json(lossd, key):
+    """A scanner error names the key before jansson has checked its UTF-8: the
+    ill-formed bytes come back as U+FFFD, never raw."""
+    body = b'{"loss":"mse","inputs":{"' + key + b'":[1,NaN],"targets":[1,2]}}'
+    r = lossd.post("/v1/loss", body)
+    assert r.status_code == 422, r.text
+    err = json.loads(r.content.decode("utf-8"))["error"]  # strict UTF-8
+    assert err["code"] == "non_finite_value", err
+    assert err["path"].startswith("/inputs/p") and err["path"].endswith("/1"), err
+    if key != b"p\\ud800":
+        assert "\ufffd" in err["path"], err
+    # a well-formed key comes back as it was sent
+    r = lossd.post("/v1/loss", '{"loss":"mse","inputs":{"pr\u00e9d":[1,NaN],"targets":[1,2]}}'.encode())
+    assert r.status_code == 422 and r.json()["error"]["path"] == "/inputs/pr\u00e9d/1", r.text
+
+
 def test_edge_successes(lossd):
     """Valid edge cases next to the errors: an empty batch with sum, null weights,
     subnormal numbers, 1e-400 (underflows to 0, it is not an overflow)."""
