@@ -301,9 +301,11 @@ def large_ce_case(rng, n, k):
     return body, cost, check
 
 
-def run_large(server, body, check, repeats):
+def run_large(server, body, check, repeats, headers=None, parse=None):
     session = requests.Session()
-    headers = {"Content-Type": "application/json"}
+    # identity: the peer does not compress, and neither should lossd here
+    headers = headers or {"Content-Type": "application/json"}
+    headers = dict(headers, **{"Accept-Encoding": "identity"})
     times, size_in = [], 0
     for i in range(repeats):
         t0 = time.perf_counter()
@@ -314,7 +316,7 @@ def run_large(server, body, check, repeats):
             raise RuntimeError(f"{server.name}: large request: HTTP {r.status_code}: "
                                f"{content[:300]!r}")
         if i == 0:
-            got = json.loads(content)
+            got = parse(r) if parse else json.loads(content)
             if not check(got):
                 raise RuntimeError(f"{server.name}: large request: wrong result "
                                    f"(cost {got.get('cost')})")
@@ -324,6 +326,34 @@ def run_large(server, body, check, repeats):
     session.close()
     return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
             "times_s": times, "bytes_out": len(body), "bytes_in": size_in}
+
+
+def binary_mse_case(rng, n):
+    """The 1M case as float32 binary tensors in and out (Open Inference Protocol
+    framing): JSON header, then the bytes."""
+    p = rng.normal(size=n).astype(np.float32)
+    t = rng.normal(size=n).astype(np.float32)
+    tens = {"shape": [n], "dtype": "float32", "binary_data_size": 4 * n}
+    head = json.dumps({"loss": "mse", "inputs": {"predictions": tens, "targets": tens},
+                       "outputs": ["cost", "gradients"], "binary_outputs": True}).encode()
+    body = head + p.tobytes() + t.tobytes()
+    p64, t64 = p.astype(np.float64), t.astype(np.float64)
+    cost = float(np.mean((p64 - t64) ** 2))
+    g0 = float(np.float32(2 * (p64[0] - t64[0]) / n))
+
+    def parse(r):
+        k = int(r.headers["Inference-Header-Content-Length"])
+        meta = json.loads(r.content[:k])
+        meta["_grad0"] = float(np.frombuffer(r.content[k:k + 4], dtype=np.float32)[0])
+        meta["_grad_bytes"] = len(r.content) - k
+        return meta
+
+    def check(got):
+        return (close(got["cost"], cost) and got["_grad_bytes"] == 4 * n
+                and math.isclose(got["_grad0"], g0, rel_tol=1e-6))
+    headers = {"Content-Type": "application/octet-stream",
+               "Inference-Header-Content-Length": str(len(head))}
+    return body, headers, parse, check, 8 * n
 
 
 # ------------------------------------------------------------------ report
@@ -404,7 +434,20 @@ def report(args, info, servers, small, large):
               f"{fmt(ratio(ls['p99_us'], ps['p99_us']), '8.3f')}x {'':7} "
               f"{fmt(ratio(lm.get('mse', {}).get('median_s'), pm.get('mse', {}).get('median_s')), '8.3f')}x "
               f"{fmt(ratio(lm.get('ce', {}).get('median_s'), pm.get('ce', {}).get('median_s')), '7.3f')}x")
+        for other in ("peer-nagle",):
+            if other in small:
+                print(f"lossd/{other}: small req/s {ratio(ls['rps'], small[other]['rps']):.1f}x, "
+                      f"p99 {ratio(ls['p99_us'], small[other]['p99_us']):.3f}x  "
+                      f"({other}: uvicorn as Debian ships it, without TCP_NODELAY)")
         print("  (req/s: higher is better for lossd; latency and seconds: lower is better)")
+        b = lm.get("binary")
+        if b:
+            mb_s = (8 * args.mse_n + 4 * args.mse_n) / b["median_s"] / 1e9
+            print(f"lossd binary float32 1M mse (in 8 MB, out 4 MB): {b['median_s'] * 1e3:.1f} ms, "
+                  f"{mb_s:.2f} GB/s of payload; {ratio(lm['mse']['median_s'], b['median_s']):.1f}x "
+                  f"faster than lossd's JSON path; "
+                  f"{ratio(pm.get('mse', {}).get('median_s'), b['median_s']):.0f}x faster than the "
+                  f"peer's JSON")
     else:
         print("lossd/peer: - (lossd not run: pass --lossd PATH once it is built)")
     if "nginx" in small:
@@ -499,6 +542,14 @@ def main():
                 print(f"          median {large[s.name][case]['median_s']:.3f} s "
                       f"(all: {', '.join(f'{t:.3f}' for t in large[s.name][case]['times_s'])})",
                       flush=True)
+        if any(s.name == "lossd" for s in servers):
+            lossd = next(s for s in servers if s.name == "lossd")
+            body, headers, parse, check, payload = binary_mse_case(rng, args.mse_n)
+            print(f"[{time.monotonic() - started:6.1f}s] lossd: binary mse "
+                  f"({len(body) / 1e6:.1f} MB) x{args.repeats} ...", flush=True)
+            res = run_large(lossd, body, check, args.repeats, headers=headers, parse=parse)
+            large["lossd"]["binary"] = res
+            print(f"          median {res['median_s'] * 1e3:.1f} ms", flush=True)
         report(args, info, servers, small, large)
         print(f"total run time: {time.monotonic() - started:.1f} s")
         if args.json_out:
