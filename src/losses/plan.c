@@ -156,11 +156,32 @@ static void fill_weights(const loss_plan *p, size_t t0, size_t n, double *w)
     }
 }
 
+/* Index of the first NaN or infinity of x[0, n), or n.  Blocks are checked
+ * branch-free on the exponent bits (so the loop vectorizes); only a block with
+ * a bad element is searched. */
+LOSS__KERNEL static size_t first_nonfinite(const double *restrict x, size_t n)
+{
+    const uint64_t exp = UINT64_C(0x7ff0000000000000);
+    for (size_t b = 0; b < n; b += 512) {
+        size_t m = n - b < 512 ? n - b : 512;
+        uint64_t bad = 0;
+        for (size_t k = 0; k < m; k++) {
+            uint64_t u;
+            memcpy(&u, &x[b + k], 8);
+            bad |= (u & exp) == exp;
+        }
+        if (bad)
+            for (size_t k = 0; k < m; k++)
+                if (!isfinite(x[b + k])) return b + k;
+    }
+    return n;
+}
+
 static int check_finite(const loss_tensor *t, size_t n, loss_where where,
                         const char *name, loss_error *err)
 {
-    for (size_t k = 0; k < n; k++) {
-        if (isfinite(t->data[k])) continue;
+    size_t k = first_nonfinite(t->data, n);
+    if (k < n) {
         char ix[96];
         return loss__fail(err, LOSS_ENONFINITE, where, name, (long long)k, "%s%s%s is %s",
                           where == LOSS_AT_INPUT ? "inputs." : "", name,

@@ -227,21 +227,17 @@ static int binary_data(srv_job *j, srv_binref *b, size_t n, int dtype, double **
     }
     double *d = own(j, n);
     if (!d) return fail(j, 500, "internal_error", path, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        const unsigned char *e = src + i * dtype_size[dtype];
-        switch (dtype) {
-        case SRV_DTYPE_FLOAT64:
-            memcpy(&d[i], e, 8);
-            break;
-        case SRV_DTYPE_FLOAT32: {
-            float f;
-            memcpy(&f, e, 4);
-            d[i] = (double)f;
-            break;
-        }
-        case SRV_DTYPE_INT64: {
+    switch (dtype) {
+    case SRV_DTYPE_FLOAT64:
+        memcpy(d, src, n * 8);
+        break;
+    case SRV_DTYPE_FLOAT32:
+        srv_widen_float32(d, src, n);
+        break;
+    case SRV_DTYPE_INT64:
+        for (size_t i = 0; i < n; i++) {
             int64_t v;
-            memcpy(&v, e, 8);
+            memcpy(&v, src + 8 * i, 8);
             if (v > ((int64_t)1 << 53) || v < -((int64_t)1 << 53)) {
                 char p[PTR_MAX];
                 snprintf(p, sizeof p, "%s/data/%zu", path, i);
@@ -250,15 +246,11 @@ static int binary_data(srv_job *j, srv_binref *b, size_t n, int dtype, double **
                             (long long)v);
             }
             d[i] = (double)v;
-            break;
         }
-        case SRV_DTYPE_INT32: {
-            int32_t v;
-            memcpy(&v, e, 4);
-            d[i] = (double)v;
-            break;
-        }
-        }
+        break;
+    case SRV_DTYPE_INT32:
+        srv_widen_int32(d, src, n);
+        break;
     }
     *out = d;
     return 0;

@@ -214,10 +214,7 @@ static char *binary_bytes(srv_job *j, const srv_bpart *b, size_t *len)
     if (b->dtype == SRV_DTYPE_FLOAT64) {
         memcpy(p, b->v, *len);
     } else {
-        for (size_t i = 0; i < b->n; i++) {
-            float f = (float)b->v[i];
-            memcpy(p + 4 * i, &f, 4);
-        }
+        srv_narrow_float32(p, b->v, b->n);
     }
     return p;
 }

@@ -168,6 +168,12 @@ void srv_pointer_push_index(char *ptr, size_t cap, size_t index);
 /* Writes an error body {"error": {...}} into b. */
 int srv_error_json(const srv_error *e, srv_buf *b);
 /* Appends s as a JSON string literal (quotes included). */
+/* convert.c: binary tensor elements (little-endian bytes, any alignment) to and
+ * from doubles; n elements. */
+void srv_widen_float32(double *d, const void *s, size_t n);
+void srv_widen_int32(double *d, const void *s, size_t n);
+void srv_narrow_float32(void *d, const double *s, size_t n);
+
 int srv_json_string(srv_buf *b, const char *s, size_t len);
 
 /* ---- codec.c, encode.c, job.c: requests as jobs ---- */

@@ -4,6 +4,9 @@
  * only in the offending value and must pass. */
 #include "support.h"
 
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Runs a /v1/loss body through spec + plan; returns the status and fills err. */
@@ -286,6 +289,31 @@ static void direct_requests(void)
     CHECK(loss_plan_init(&p, &s, in, &wt, LOSS_MEAN, &e) == 0, "finite twin: %s",
           e.message);
     loss_plan_free(&p);
+
+    /* the first non-finite element of a long input, wherever it falls relative to
+     * the check's 512-element blocks; -0, subnormals and DBL_MAX are finite */
+    {
+        size_t n = 2000;
+        double *a = calloc(n, sizeof *a), *b = calloc(n, sizeof *b);
+        CHECK(a && b, "out of memory");
+        for (size_t i = 0; a && b && i < n; i++) a[i] = i % 3 ? -0.0 : 4.9e-324;
+        loss_tensor big[2] = {{a, 1, {n}}, {b, 1, {n}}};
+        static const size_t at[] = {0, 511, 512, 1023, 1536, 1999};
+        for (size_t t = 0; a && b && t < sizeof at / sizeof at[0]; t++) {
+            a[at[t]] = t % 2 ? -INFINITY : NAN;
+            if (at[t] + 700 < n) a[at[t] + 700] = NAN; /* a later one */
+            CHECK(loss_plan_init(&p, &s, big, NULL, LOSS_MEAN, &e) == LOSS_ENONFINITE &&
+                      e.index == (long long)at[t],
+                  "non-finite at %zu located at %lld", at[t], e.index);
+            a[at[t]] = DBL_MAX;
+            if (at[t] + 700 < n) a[at[t] + 700] = -DBL_MAX;
+        }
+        CHECK(a && b && loss_plan_init(&p, &s, big, NULL, LOSS_MEAN, &e) == 0,
+              "finite long input: %s", e.message);
+        if (a && b) loss_plan_free(&p);
+        free(a);
+        free(b);
+    }
 
     /* sizes */
     size_t big = (size_t)1 << 40;
