@@ -77,6 +77,7 @@ typedef struct server {
     unsigned long running;   /* suspended requests with work on the pool */
     struct request *pending; /* small requests to hand to the pool after MHD_run */
     size_t n_pending;
+    size_t batches; /* batch items on the pool */
     client clients; /* list head */
     uv_timer_t sweep;
     srv_metrics metrics;
@@ -118,7 +119,9 @@ typedef struct request {
 
 /* Small requests go to the pool in batches: one uv_queue_work (one wake-up of a
  * pool thread, one completion) for every request that MHD_run made ready, spread
- * over at most --threads items. */
+ * over at most --threads items.  At most --threads batches are on the pool at a
+ * time; requests that come meanwhile wait for one to end and go together (group
+ * commit): under load a wake-up serves many requests, idle it serves one at once. */
 typedef struct batch {
     uv_work_t work;
     size_t n;
@@ -583,6 +586,7 @@ static void after_batch(uv_work_t *w, int status)
     batch *b = w->data;
     server *s = b->reqs[0]->s;
     (void)status;
+    s->batches--;
     for (size_t i = 0; i < b->n; i++) next_phase(b->reqs[i]);
     free(b);
     mhd_kick(s);
@@ -591,8 +595,10 @@ static void after_batch(uv_work_t *w, int status)
 /* Hands the pending small requests to the pool. */
 static void flush_pending(server *s)
 {
-    while (s->n_pending) {
-        size_t n_items = s->cfg->threads < s->n_pending ? s->cfg->threads : s->n_pending;
+    size_t threads = (size_t)s->cfg->threads;
+    while (s->n_pending && s->batches < threads) {
+        size_t n_items = threads - s->batches;
+        if (n_items > s->n_pending) n_items = s->n_pending;
         size_t per = (s->n_pending + n_items - 1) / n_items;
         batch *b = malloc(sizeof *b + per * sizeof b->reqs[0]);
         if (!b) { /* one by one, then */
@@ -610,6 +616,7 @@ static void flush_pending(server *s)
             s->n_pending--;
         }
         b->work.data = b;
+        s->batches++;
         uv_queue_work(&s->loop, &b->work, work_batch, after_batch);
     }
 }

@@ -8,7 +8,9 @@ belongs to that request alone.
 
 Columns: N; the body's bytes; the median wall time of --reps requests after one
 warm-up (client side, on one keep-alive connection, http.client: the body is
-built once, the response read whole); MB/s of request payload; lossd's peak RSS above its idle RSS
+built once, the response read whole); MB/s moved, request + response bytes
+over that time (for binary rows that is the tensors' payload in and out, as
+http_bench.py counts it, plus small JSON headers); lossd's peak RSS above its idle RSS
 (VmHWM - VmRSS before the first request) and that as a multiple of the body (for
 binary rows the body is the payload plus a small JSON header).
 Nothing here fails on a figure: it prints them.
@@ -78,7 +80,7 @@ def binary64_body(n, rng):
 
 
 def measure(binary, n, make, reps, rng):
-    body, headers, payload = make(n, rng)
+    body, headers, _ = make(n, rng)
     headers = dict(headers, **{"Accept-Encoding": "identity"})
     proc, port = start(binary)
     try:
@@ -104,7 +106,7 @@ def measure(binary, n, make, reps, rng):
     med = statistics.median(times)
     extra = max(peak - idle, 0) * 1024
     return {"n": n, "bytes_in": len(body), "bytes_out": out_len, "seconds": med,
-            "payload_mb_s": (payload or len(body)) / med / 1e6,
+            "moved_mb_s": (len(body) + out_len) / med / 1e6,
             "peak_rss_extra": extra, "rss_per_body": extra / len(body)}
 
 
@@ -132,7 +134,7 @@ def main():
             r = measure(args.lossd, n, make, args.reps, rng)
             print(f"{n:>10} {r['bytes_in'] / 1e6:>9.2f} {r['bytes_out'] / 1e6:>9.2f} "
                   f"{r['seconds'] * 1e3:>9.2f} {r['seconds'] / n * 1e9:>8.1f} "
-                  f"{r['payload_mb_s']:>8.0f} {r['peak_rss_extra'] / 1e6:>8.1f} "
+                  f"{r['moved_mb_s']:>8.0f} {r['peak_rss_extra'] / 1e6:>8.1f} "
                   f"{r['rss_per_body']:>9.2f}", flush=True)
 
 
