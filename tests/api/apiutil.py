@@ -2,13 +2,14 @@
 constants, tolerant numeric comparison, and raw HTTP over sockets.
 
 Nothing in here computes an expectation from lossd's own output: expectations
-come from the PyTorch reference data, from numpy, or from API.md and
-/tmp/server-decisions.md (the documented contract)."""
+come from the PyTorch reference data, from numpy, or from ../shared/API.md and
+the decisions recorded in README.md and api/openapi.yaml (the documented contract)."""
 
 import json
 import math
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -16,24 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 REF_DIR = REPO / "tests" / "data" / "reference"
 OPENAPI = REPO / "api" / "openapi.yaml"
 
-LOSS_NAMES = ["mse", "mae", "huber", "bce", "cross_entropy", "focal", "hinge",
-              "contrastive", "triplet", "elbo"]
-
-# Every parameter of every loss with its documented default (API.md's catalog;
-# optional parameters without a value are echoed as null).
-DEFAULT_PARAMS = {
-    "mse": {},
-    "mae": {},
-    "huber": {"delta": 1.0},
-    "bce": {"from": "probabilities", "pos_weight": 1.0, "label_smoothing": 0.0},
-    "cross_entropy": {"from": "logits", "label_smoothing": 0.0, "class_weights": None,
-                      "ignore_index": None},
-    "focal": {"gamma": 2.0, "alpha": None, "from": "logits"},
-    "hinge": {"margin": 1.0, "squared": False},
-    "contrastive": {"margin": 1.0},
-    "triplet": {"margin": 1.0, "squared": True},
-    "elbo": {"likelihood": "bernoulli", "sigma": 1.0, "beta": 1.0},
-}
+# The losses and their documented defaults: shared with the reference generator.
+sys.path.insert(0, str(REPO / "tests" / "reference"))
+from contract import DEFAULT_PARAMS, LOSS_NAMES  # noqa: E402,F401
 
 # The inputs of every loss, in catalog order, and which are differentiable.
 INPUTS = {

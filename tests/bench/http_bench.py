@@ -367,7 +367,7 @@ def binary_mse_case(rng, n):
                 and math.isclose(got["_grad0"], g0, rel_tol=1e-6))
     headers = {"Content-Type": "application/octet-stream",
                "Inference-Header-Content-Length": str(len(head))}
-    return body, headers, parse, check, 8 * n
+    return body, headers, parse, check
 
 
 # ------------------------------------------------------------------ report
@@ -558,7 +558,7 @@ def main():
                       flush=True)
         if any(s.name == "lossd" for s in servers):
             lossd = next(s for s in servers if s.name == "lossd")
-            body, headers, parse, check, payload = binary_mse_case(rng, args.mse_n)
+            body, headers, parse, check = binary_mse_case(rng, args.mse_n)
             # ~10 ms each: more repeats, so that one slow request does not move the median
             reps = max(args.repeats, 21)
             print(f"[{time.monotonic() - started:6.1f}s] lossd: binary mse "

@@ -57,7 +57,7 @@ def json_body(n, rng):
     t = rng.normal(size=n)
     body = json.dumps({"loss": "mse", "inputs": {"predictions": p.tolist(), "targets": t.tolist()},
                        "outputs": ["cost", "gradients"]}).encode()
-    return body, {"Content-Type": "application/json"}, 0
+    return body, {"Content-Type": "application/json"}
 
 
 def binary_body(n, rng, dtype="float32"):
@@ -72,7 +72,7 @@ def binary_body(n, rng, dtype="float32"):
         head += b" " * (8 - len(head) % 8)
     return (head + p.tobytes() + t.tobytes(),
             {"Content-Type": "application/octet-stream",
-             "Inference-Header-Content-Length": str(len(head))}, 2 * size * n)
+             "Inference-Header-Content-Length": str(len(head))})
 
 
 def binary64_body(n, rng):
@@ -80,7 +80,7 @@ def binary64_body(n, rng):
 
 
 def measure(binary, n, make, reps, rng):
-    body, headers, _ = make(n, rng)
+    body, headers = make(n, rng)
     headers = dict(headers, **{"Accept-Encoding": "identity"})
     proc, port = start(binary)
     try:

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from contract import DEFAULT_PARAMS, LOSS_NAMES
+
 torch.set_default_dtype(torch.float64)
 torch.manual_seed(20240229)
 torch.set_num_threads(1)
@@ -36,22 +38,8 @@ TORCH_VERSION = torch.__version__
 # constant is float32(1e-12) even in double.
 EPS_BCE = float(np.float32(1e-12))
 
-LOSSES = ["mse", "mae", "huber", "bce", "cross_entropy", "focal", "hinge",
-          "contrastive", "triplet", "elbo"]
-
-DEFAULTS = {
-    "mse": {},
-    "mae": {},
-    "huber": {"delta": 1.0},
-    "bce": {"from": "probabilities", "pos_weight": 1.0, "label_smoothing": 0.0},
-    "cross_entropy": {"from": "logits", "label_smoothing": 0.0, "class_weights": None,
-                      "ignore_index": None},
-    "focal": {"gamma": 2.0, "alpha": None, "from": "logits"},
-    "hinge": {"margin": 1.0, "squared": False},
-    "contrastive": {"margin": 1.0},
-    "triplet": {"margin": 1.0, "squared": True},
-    "elbo": {"likelihood": "bernoulli", "sigma": 1.0, "beta": 1.0},
-}
+# the losses and their defaults (contract.py, shared with the API tests)
+LOSSES, DEFAULTS = LOSS_NAMES, DEFAULT_PARAMS
 
 DIFFERENTIABLE = {
     "mse": ["predictions"], "mae": ["predictions"], "huber": ["predictions"],
