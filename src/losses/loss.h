@@ -94,12 +94,23 @@ typedef struct loss_error {
     char message[256]; /* for people, e.g. "inputs.targets has shape [3] but ..." */
 } loss_error;
 
-/* A tensor: borrowed row-major doubles.  rank 0 is a scalar (one element). */
+/* A tensor: borrowed row-major elements.  rank 0 is a scalar (one element).
+ * The elements are doubles at data or, for the inputs of a plan (not weights or
+ * parameters), float32 values at f32: native byte order, any alignment.  The
+ * core widens float32 inputs a block at a time as it goes (exactly: every float
+ * is a double), so a float32 batch is never copied whole and gives the same bits
+ * as its widened copy would. */
 typedef struct loss_tensor {
-    const double *data;          /* NULL: the input is absent */
+    const double *data;          /* NULL: the input is absent (unless f32 is set) */
     size_t rank;                 /* <= LOSS_MAX_RANK */
     size_t shape[LOSS_MAX_RANK]; /* dimensions, row-major */
+    const void *f32;             /* float32 elements instead of data (inputs only) */
 } loss_tensor;
+
+/* float32 <-> double for n elements; the float32 side is native byte order at any
+ * alignment.  Widening is exact, narrowing rounds to nearest. */
+LOSS_API void loss_widen_f32(double *d, const void *s, size_t n);
+LOSS_API void loss_narrow_f32(void *d, const double *s, size_t n);
 
 /* Element count of t, or (size_t)-1 when the product overflows. */
 LOSS_API size_t loss_tensor_size(const loss_tensor *t);
@@ -267,6 +278,7 @@ typedef struct loss_plan {
     const double *weights; /* NULL: unweighted */
     int weights_per_term;  /* 1: one weight per term, 0: one per example */
     int elementwise;       /* 1: one term per element of input 0 */
+    int narrow;            /* 1: some input is float32 (widened block by block) */
     int mode;              /* loss-specific variant (index/probability targets...) */
     size_t term_len;       /* elements per term in row inputs (K, D...) */
     size_t per_example;    /* terms per example (element-wise losses) */
@@ -294,14 +306,21 @@ LOSS_API void loss_plan_free(loss_plan *p);
 LOSS_API void loss_plan_scale_gradients(loss_plan *p, double factor);
 
 /* Caller-provided outputs.  losses: p->n_terms doubles or NULL.  grads[i]:
- * p->input_size[i] doubles for a differentiable input i, or NULL to skip it. */
+ * p->input_size[i] doubles for a differentiable input i, or NULL to skip it.
+ * The _f32 twins take a result as float32 instead (rounded to nearest; native
+ * byte order, any alignment), written a block at a time without a double copy
+ * of the whole array; give each result one way, not both. */
 typedef struct loss_outputs {
     double *losses;
     double *grads[LOSS_MAX_INPUTS];
+    void *losses_f32;
+    void *grads_f32[LOSS_MAX_INPUTS];
 } loss_outputs;
 
 /* Evaluates blocks [b0, b1): writes their losses and gradients and records their
- * partial sums in the plan.  Calls on disjoint block ranges may run concurrently. */
+ * partial sums in the plan.  Calls on disjoint block ranges may run concurrently.
+ * LOSS_ENOMEM when a plan with float32 inputs or outputs finds no memory for one
+ * block's widened copy. */
 LOSS_API int loss_eval_blocks(loss_plan *p, size_t b0, size_t b1,
                               const loss_outputs *out);
 

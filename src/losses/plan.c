@@ -233,21 +233,140 @@ static int check_weight_signs(const loss_plan *p, const loss_tensor *w, loss_err
     return 0;
 }
 
-/* The mean's denominator, blockwise like the cost. */
-static double denominator(const loss_plan *p, double *block_sums)
+/* ---- float32 inputs and outputs: one block at a time ----
+ *
+ * A view of a plan is the plan cut down to the terms [t0, t0 + n) of one block:
+ * every input starts at the block's first term, float32 ones widened into a
+ * scratch array, so the hooks called on the view with t0 = 0 see exactly what
+ * they would see of a widened copy of the whole batch. */
+
+/* Elements of input i per term (the shapes hooks make every input a whole number
+ * of elements per term). */
+static size_t per_term(const loss_plan *p, size_t i)
+{
+    return p->n_terms ? p->input_size[i] / p->n_terms : 0;
+}
+
+/* True when some result is to be written as float32. */
+static int wants_f32(const loss_plan *p, const loss_outputs *out)
+{
+    int any = out->losses_f32 != NULL;
+    for (size_t i = 0; i < p->desc->n_inputs; i++)
+        any |= out->grads_f32[i] != NULL && p->desc->inputs[i].differentiable;
+    return any;
+}
+
+/* A block's scratch: the widened slices of the float32 inputs, and (out not NULL)
+ * the double gradients of the inputs whose gradients are wanted as float32. */
+static double *scratch_new(const loss_plan *p, const loss_outputs *out)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < p->desc->n_inputs; i++) {
+        size_t e = per_term(p, i) * p->block;
+        if (p->in[i].f32) len += e;
+        if (out && out->grads_f32[i] && p->desc->inputs[i].differentiable) len += e;
+    }
+    return malloc(len * sizeof(double));
+}
+
+/* Fills *q with the view of terms [t0, t0 + n); returns the unused rest of
+ * scratch. */
+static double *view(const loss_plan *p, size_t t0, size_t n, double *scratch,
+                    loss_plan *q)
+{
+    *q = *p;
+    q->n_terms = n;
+    if (!p->elementwise) q->n = n; /* row losses: one term per example */
+    for (size_t i = 0; i < p->desc->n_inputs; i++) {
+        size_t e = per_term(p, i);
+        q->input_size[i] = n * e;
+        if (p->in[i].f32) {
+            loss_widen_f32(scratch, (const unsigned char *)p->in[i].f32 + 4 * t0 * e,
+                           n * e);
+            q->in[i].data = scratch;
+            q->in[i].f32 = NULL;
+            scratch += n * e;
+        } else {
+            q->in[i].data = p->in[i].data + t0 * e;
+        }
+    }
+    return scratch;
+}
+
+/* Finiteness of every input, then the loss's own value checks. */
+static int check_values(loss_plan *p, loss_error *err)
+{
+    for (size_t i = 0; i < p->desc->n_inputs; i++) {
+        int rc = check_finite(&p->in[i], p->input_size[i], LOSS_AT_INPUT,
+                              p->desc->inputs[i].name, err);
+        if (rc) return rc;
+    }
+    return p->desc->ops->values ? p->desc->ops->values(p, err) : 0;
+}
+
+/* check_values with float32 inputs: block by block; if a block fails, again on a
+ * widened copy of the whole batch, so that the error is the one the doubles
+ * would give (the first bad input in input order, its first bad element). */
+static int check_values_f32(loss_plan *p, loss_error *err)
+{
+    double *scratch = scratch_new(p, NULL);
+    if (!scratch)
+        return loss__fail(err, LOSS_ENOMEM, LOSS_AT_NONE, NULL, -1, "out of memory");
+    int bad = 0;
+    for (size_t b = 0; b < p->n_blocks && !bad; b++) {
+        size_t t0 = b * p->block,
+               n = p->n_terms - t0 < p->block ? p->n_terms - t0 : p->block;
+        loss_plan q;
+        view(p, t0, n, scratch, &q);
+        bad = check_values(&q, NULL) != 0;
+    }
+    free(scratch);
+    if (!bad) return 0;
+    loss_plan whole = *p;
+    double *copies[LOSS_MAX_INPUTS] = {0};
+    int rc = 0;
+    for (size_t i = 0; i < p->desc->n_inputs && !rc; i++) {
+        if (!p->in[i].f32) continue;
+        copies[i] = malloc((p->input_size[i] ? p->input_size[i] : 1) * sizeof(double));
+        if (!copies[i]) {
+            rc = loss__fail(err, LOSS_ENOMEM, LOSS_AT_NONE, NULL, -1, "out of memory");
+            break;
+        }
+        loss_widen_f32(copies[i], p->in[i].f32, p->input_size[i]);
+        whole.in[i].data = copies[i];
+        whole.in[i].f32 = NULL;
+    }
+    if (!rc) rc = check_values(&whole, err);
+    for (size_t i = 0; i < LOSS_MAX_INPUTS; i++) free(copies[i]);
+    return rc;
+}
+
+/* The mean's denominator, blockwise like the cost.  -1 without memory for a
+ * float32 plan's view. */
+static int denominator(const loss_plan *p, double *block_sums, double *den)
 {
     double w[LOSS__BLOCK_TERMS], d[LOSS__BLOCK_TERMS];
+    void (*dfactor)(const loss_plan *, size_t, size_t, double *) = p->desc->ops->dfactor;
+    double *scratch = NULL;
+    if (dfactor && p->narrow && !(scratch = scratch_new(p, NULL))) return -1;
     for (size_t b = 0; b < p->n_blocks; b++) {
         size_t t0 = b * p->block, n = p->n_terms - t0;
         if (n > p->block) n = p->block;
         fill_weights(p, t0, n, w);
-        if (p->desc->ops->dfactor) {
-            p->desc->ops->dfactor(p, t0, n, d);
-            for (size_t i = 0; i < n; i++) w[i] *= d[i];
+        if (dfactor && scratch) {
+            loss_plan q;
+            view(p, t0, n, scratch, &q);
+            dfactor(&q, 0, n, d);
+        } else if (dfactor) {
+            dfactor(p, t0, n, d);
         }
+        if (dfactor)
+            for (size_t i = 0; i < n; i++) w[i] *= d[i];
         block_sums[b] = loss_sum(w, n);
     }
-    return loss_sum(block_sums, p->n_blocks);
+    free(scratch);
+    *den = loss_sum(block_sums, p->n_blocks);
+    return 0;
 }
 
 /* The weights of an unweighted block. */
@@ -278,10 +397,14 @@ int loss_plan_init(loss_plan *p, const loss_spec *spec, const loss_tensor *input
     for (size_t i = 0; i < desc->n_inputs; i++) {
         const loss_tensor *t = &inputs[i];
         const char *name = desc->inputs[i].name;
-        if (!t->data)
+        if (!t->data && !t->f32)
             return loss__fail(err, LOSS_EMISSING_INPUT, LOSS_AT_INPUT, name, -1,
                               "inputs.%s is missing (shape %s)", name,
                               desc->inputs[i].shape);
+        if (t->data && t->f32)
+            return loss__fail(err, LOSS_EINVAL, LOSS_AT_INPUT, name, -1,
+                              "inputs.%s has both double and float32 elements", name);
+        p->narrow |= t->f32 != NULL;
         if (t->rank > LOSS_MAX_RANK)
             return loss__fail(err, LOSS_ERANK, LOSS_AT_INPUT, name, -1,
                               "inputs.%s has %zu dimensions, at most %d are supported",
@@ -310,25 +433,27 @@ int loss_plan_init(loss_plan *p, const loss_spec *spec, const loss_tensor *input
     int rc = ops->shapes(p, err);
     if (rc) return rc;
     if (weights && (rc = check_weights(p, weights, err))) return rc;
-    for (size_t i = 0; i < desc->n_inputs; i++) {
-        rc = check_finite(&p->in[i], p->input_size[i], LOSS_AT_INPUT,
-                          desc->inputs[i].name, err);
-        if (rc) return rc;
-    }
-    if (ops->values && (rc = ops->values(p, err))) return rc;
-    if (weights && (rc = check_weight_signs(p, weights, err))) return rc;
-
     size_t work = p->term_len ? p->term_len : 1;
     p->block = LOSS__BLOCK_WORK / work;
     if (p->block < 1) p->block = 1;
     if (p->block > LOSS__BLOCK_TERMS) p->block = LOSS__BLOCK_TERMS;
     p->n_blocks = (p->n_terms + p->block - 1) / p->block;
+    for (size_t i = 0; p->narrow && i < desc->n_inputs; i++)
+        if (per_term(p, i) * p->n_terms != p->input_size[i])
+            return loss__fail(err, LOSS_EINVAL, LOSS_AT_INPUT, desc->inputs[i].name, -1,
+                              "inputs.%s: float32 needs a whole number of elements "
+                              "per term",
+                              desc->inputs[i].name);
+    rc = p->narrow ? check_values_f32(p, err) : check_values(p, err);
+    if (rc) return rc;
+    if (weights && (rc = check_weight_signs(p, weights, err))) return rc;
+
     p->n_sums = 1 + ops->n_aux;
     p->sums = calloc(p->n_sums * (p->n_blocks ? p->n_blocks : 1), sizeof *p->sums);
-    if (!p->sums)
+    if (!p->sums || denominator(p, p->sums, &p->den)) {
+        loss_plan_free(p);
         return loss__fail(err, LOSS_ENOMEM, LOSS_AT_NONE, NULL, -1, "out of memory");
-
-    p->den = denominator(p, p->sums);
+    }
     if (reduction == LOSS_MEAN && !(p->den > 0)) {
         int ignored = p->desc->ops->dfactor != NULL && p->n_terms > 0;
         loss__fail(err, LOSS_EZERO_WEIGHT, weights ? LOSS_AT_WEIGHTS : LOSS_AT_INPUT,
@@ -373,34 +498,73 @@ int loss_eval_blocks(loss_plan *p, size_t b0, size_t b1, const loss_outputs *out
     double a[LOSS_MAX_AUX][LOSS__BLOCK_TERMS];
     double *aux[LOSS_MAX_AUX] = {a[0], a[1]};
     double *grads[LOSS_MAX_INPUTS] = {0};
+    void *grads_f32[LOSS_MAX_INPUTS] = {0};
     static const loss_outputs none;
     if (!out) out = &none;
-    for (size_t i = 0; i < p->desc->n_inputs; i++)
-        if (p->desc->inputs[i].differentiable) grads[i] = out->grads[i];
+    for (size_t i = 0; i < p->desc->n_inputs; i++) {
+        if (!p->desc->inputs[i].differentiable) continue;
+        grads[i] = out->grads[i];
+        if (!grads[i]) grads_f32[i] = out->grads_f32[i];
+    }
+    /* Float32 inputs or outputs: each block through a view (see view()). */
+    int views = p->narrow || wants_f32(p, out);
+    double *scratch = views && b0 < b1 ? scratch_new(p, out) : NULL;
+    if (views && b0 < b1 && !scratch) return LOSS_ENOMEM;
     const loss__ops *ops = p->desc->ops;
     size_t nb = p->n_blocks;
     for (size_t b = b0; b < b1; b++) {
         size_t t0 = b * p->block, n = p->n_terms - t0;
         if (n > p->block) n = p->block;
         double *lb = out->losses ? out->losses + t0 : l;
+        const loss_plan *q = p;
+        size_t at = t0; /* the kernel's first term: 0 in a view */
+        double *g[LOSS_MAX_INPUTS];
+        memcpy(g, grads, sizeof g);
+        loss_plan v;
+        if (views) {
+            double *rest = view(p, t0, n, scratch, &v);
+            q = &v;
+            at = 0;
+            for (size_t i = 0; i < p->desc->n_inputs; i++) {
+                size_t e = per_term(p, i);
+                if (grads[i]) {
+                    g[i] = grads[i] + t0 * e;
+                } else if (grads_f32[i]) {
+                    g[i] = rest;
+                    rest += n * e;
+                }
+            }
+        }
+        const double *wb = ones;
+        if (p->weights) {
+            fill_weights(p, t0, n, w);
+            wb = w;
+        }
+        ops->kernel(q, at, n, wb, lb, aux, g);
         if (!p->weights) {
             /* Unweighted: every weight is 1, and 1 * x == x, so the sums are of
              * the terms themselves (the same bits, without the passes). */
-            ops->kernel(p, t0, n, ones, lb, aux, grads);
             p->sums[b] = loss_sum(lb, n);
             for (size_t j = 0; j < ops->n_aux; j++)
                 p->sums[(1 + j) * nb + b] = loss_sum(aux[j], n);
-            continue;
+        } else {
+            for (size_t i = 0; i < n; i++) tmp[i] = w[i] * lb[i];
+            p->sums[b] = loss_sum(tmp, n);
+            for (size_t j = 0; j < ops->n_aux; j++) {
+                for (size_t i = 0; i < n; i++) tmp[i] = w[i] * aux[j][i];
+                p->sums[(1 + j) * nb + b] = loss_sum(tmp, n);
+            }
         }
-        fill_weights(p, t0, n, w);
-        ops->kernel(p, t0, n, w, lb, aux, grads);
-        for (size_t i = 0; i < n; i++) tmp[i] = w[i] * lb[i];
-        p->sums[b] = loss_sum(tmp, n);
-        for (size_t j = 0; j < ops->n_aux; j++) {
-            for (size_t i = 0; i < n; i++) tmp[i] = w[i] * aux[j][i];
-            p->sums[(1 + j) * nb + b] = loss_sum(tmp, n);
+        if (!views) continue;
+        if (out->losses_f32 && !out->losses)
+            loss_narrow_f32((unsigned char *)out->losses_f32 + 4 * t0, lb, n);
+        for (size_t i = 0; i < p->desc->n_inputs; i++) {
+            size_t e = per_term(p, i);
+            if (grads_f32[i])
+                loss_narrow_f32((unsigned char *)grads_f32[i] + 4 * t0 * e, g[i], n * e);
         }
     }
+    free(scratch);
     return 0;
 }
 

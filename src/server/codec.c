@@ -76,18 +76,23 @@ static const char *json_type_name(const json_t *v)
     return "?";
 }
 
-static double *own(srv_job *j, size_t n)
+static void *own_bytes(srv_job *j, size_t size)
 {
     if (j->n_owned == j->cap_owned) {
         size_t cap = j->cap_owned ? j->cap_owned * 2 : 16;
-        double **p = realloc(j->owned, cap * sizeof *p);
+        void **p = realloc(j->owned, cap * sizeof *p);
         if (!p) return NULL;
         j->owned = p;
         j->cap_owned = cap;
     }
-    double *d = srv_mem_alloc((n ? n : 1) * sizeof *d);
+    void *d = srv_mem_alloc(size ? size : 1);
     if (d) j->owned[j->n_owned++] = d;
     return d;
+}
+
+static double *own(srv_job *j, size_t n)
+{
+    return own_bytes(j, n * sizeof(double));
 }
 
 static int count_elements(srv_job *j, size_t n, const char *path)
@@ -232,7 +237,7 @@ static int binary_data(srv_job *j, srv_binref *b, size_t n, int dtype, double **
         memcpy(d, src, n * 8);
         break;
     case SRV_DTYPE_FLOAT32:
-        srv_widen_float32(d, src, n);
+        loss_widen_f32(d, src, n);
         break;
     case SRV_DTYPE_INT64:
         for (size_t i = 0; i < n; i++) {
@@ -263,8 +268,10 @@ static srv_binref *find_binary(srv_job *j, const char *path)
     return NULL;
 }
 
+/* keep_f32: binary float32 data stays as it is in the body (a loss input: the
+ * core widens it block by block). */
 static int tensor_object(srv_job *j, const json_t *v, const char *path, loss_tensor *t,
-                         srv_form *form)
+                         srv_form *form, int keep_f32)
 {
     const char *key;
     json_t *val;
@@ -340,6 +347,10 @@ static int tensor_object(srv_job *j, const json_t *v, const char *path, loss_ten
                         shape_str(t).s, dtype_names[form->dtype],
                         want * dtype_size[form->dtype]);
         if (count_elements(j, want, p)) return -1;
+        if (keep_f32 && form->dtype == SRV_DTYPE_FLOAT32) {
+            t->f32 = j->body + j->json_len + b->offset;
+            return 0;
+        }
         if (binary_data(j, b, want, form->dtype, &values, path)) return -1;
         t->data = values;
         return 0;
@@ -433,7 +444,7 @@ static int binary_section(srv_job *j, const json_t *root)
 
 /* Any tensor: a number, nested arrays (lifted or not) or a tensor object. */
 static int tensor(srv_job *j, const json_t *v, const char *path, loss_tensor *t,
-                  srv_form *form)
+                  srv_form *form, int keep_f32)
 {
     memset(t, 0, sizeof *t);
     memset(form, 0, sizeof *form);
@@ -444,7 +455,7 @@ static int tensor(srv_job *j, const json_t *v, const char *path, loss_tensor *t,
         t->data = d;
         return count_elements(j, 1, path);
     }
-    if (json_is_object(v)) return tensor_object(j, v, path, t, form);
+    if (json_is_object(v)) return tensor_object(j, v, path, t, form, keep_f32);
     if (json_is_string(v)) {
         const srv_lifted *l =
             srv_scan_lookup(&j->scan, json_string_value(v), json_string_length(v));
@@ -688,12 +699,12 @@ static int task(srv_job *j, srv_task *t, const json_t *obj)
         }
         join(p, t->prefix, "/inputs");
         srv_pointer_push(p, sizeof p, key, strlen(key));
-        if (tensor(j, v, p, &t->in[ix], &t->form[ix])) return -1;
+        if (tensor(j, v, p, &t->in[ix], &t->form[ix], 1)) return -1;
     }
     const json_t *w = json_object_get(obj, "weights");
     if (w && !json_is_null(w)) {
         join(p, t->prefix, "/weights");
-        if (tensor(j, w, p, &t->weights, &t->wform)) return -1;
+        if (tensor(j, w, p, &t->weights, &t->wform, 0)) return -1;
         t->has_weights = 1;
     }
     const json_t *red = json_object_get(obj, "reduction");
@@ -721,15 +732,26 @@ static int plan(srv_job *j, srv_task *t, double grad_factor)
     loss_plan_scale_gradients(&t->plan, grad_factor);
     t->unit0 = j->n_units;
     j->n_units += t->plan.n_blocks;
+    /* Binary float32 results are written as float32 by the core, a block at a
+     * time: no double copy of them. */
     if (j->outputs & SRV_OUT_LOSSES) {
-        t->out.losses = own(j, t->plan.n_terms);
-        if (!t->out.losses) return fail(j, 500, "internal_error", "", "out of memory");
+        size_t n = t->plan.n_terms;
+        if (j->binary_out && t->form[0].dtype == SRV_DTYPE_FLOAT32)
+            t->out.losses_f32 = own_bytes(j, n * 4);
+        else
+            t->out.losses = own(j, n);
+        if (!t->out.losses && !t->out.losses_f32)
+            return fail(j, 500, "internal_error", "", "out of memory");
     }
     if (j->outputs & SRV_OUT_GRADIENTS) {
         for (size_t i = 0; i < t->spec.desc->n_inputs; i++) {
             if (!t->spec.desc->inputs[i].differentiable) continue;
-            t->out.grads[i] = own(j, t->plan.input_size[i]);
-            if (!t->out.grads[i])
+            size_t n = t->plan.input_size[i];
+            if (j->binary_out && t->form[i].dtype == SRV_DTYPE_FLOAT32)
+                t->out.grads_f32[i] = own_bytes(j, n * 4);
+            else
+                t->out.grads[i] = own(j, n);
+            if (!t->out.grads[i] && !t->out.grads_f32[i])
                 return fail(j, 500, "internal_error", "", "out of memory");
         }
     }
@@ -857,7 +879,7 @@ static int penalty(srv_job *j, srv_penalty *pen, const json_t *obj, size_t k)
     if (!params)
         return fail(j, 422, "missing_field", p,
                     "%s is missing: the parameters to penalise", p);
-    if (tensor(j, params, p, &pen->params, &pen->form)) return -1;
+    if (tensor(j, params, p, &pen->params, &pen->form, 0)) return -1;
     if (loss_penalty_resolve(&pen->pen, &e)) goto core;
     return 0;
 core:

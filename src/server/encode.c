@@ -194,8 +194,8 @@ static void spec_echo(writer *w, const loss_spec *s)
 
 /* A result tensor (losses, gradients): as text, or, with "binary_outputs", as a
  * tensor object whose bytes follow the JSON. */
-static void result(writer *w, const double *v, size_t rank, const size_t *shape,
-                   srv_form f)
+static void result(writer *w, const double *v, const void *f32, size_t rank,
+                   const size_t *shape, srv_form f)
 {
     srv_job *j = w->defer;
     if (!j || !j->binary_out) {
@@ -208,9 +208,9 @@ static void result(writer *w, const double *v, size_t rank, const size_t *shape,
         srv_buf_printf(w->b, "%s%zu", k ? "," : "", shape[k]);
         n *= shape[k];
     }
-    int f32 = f.dtype == SRV_DTYPE_FLOAT32;
+    int is_f32 = f.dtype == SRV_DTYPE_FLOAT32;
     srv_buf_printf(w->b, "],\"dtype\":\"%s\",\"binary_data_size\":%zu}",
-                   f32 ? "float32" : "float64", n * (f32 ? 4 : 8));
+                   is_f32 ? "float32" : "float64", n * (is_f32 ? 4 : 8));
     if (j->n_bparts == j->cap_bparts) {
         size_t cap = j->cap_bparts ? 2 * j->cap_bparts : 8;
         srv_bpart *nb = realloc(j->bparts, cap * sizeof *nb);
@@ -222,7 +222,7 @@ static void result(writer *w, const double *v, size_t rank, const size_t *shape,
         j->cap_bparts = cap;
     }
     j->bparts[j->n_bparts++] =
-        (srv_bpart){v, n, f32 ? SRV_DTYPE_FLOAT32 : SRV_DTYPE_FLOAT64, NULL, 0};
+        (srv_bpart){v, f32, n, is_f32 ? SRV_DTYPE_FLOAT32 : SRV_DTYPE_FLOAT64, NULL, 0};
 }
 
 static srv_form out_form(srv_form in)
@@ -235,7 +235,7 @@ static srv_form out_form(srv_form in)
 
 static void task_losses(writer *w, const srv_task *t)
 {
-    result(w, t->out.losses, t->plan.losses_rank, t->plan.losses_shape,
+    result(w, t->out.losses, t->out.losses_f32, t->plan.losses_rank, t->plan.losses_shape,
            out_form(t->form[0]));
 }
 
@@ -248,7 +248,8 @@ static void task_gradients(writer *w, const srv_task *t)
         if (!d->inputs[i].differentiable) continue;
         key(w, d->inputs[i].name, first);
         first = 0;
-        result(w, t->out.grads[i], t->in[i].rank, t->in[i].shape, out_form(t->form[i]));
+        result(w, t->out.grads[i], t->out.grads_f32[i], t->in[i].rank, t->in[i].shape,
+               out_form(t->form[i]));
     }
     raw(w, "}");
 }
@@ -360,7 +361,7 @@ static void objective_response(writer *w, const srv_job *j)
         }
         if (grads) {
             key(w, "gradient", 0);
-            result(w, p->grad, p->params.rank, p->params.shape, out_form(p->form));
+            result(w, p->grad, NULL, p->params.rank, p->params.shape, out_form(p->form));
         }
         raw(w, "}");
     }

@@ -196,25 +196,24 @@ void srv_job_encode(srv_job *j, size_t c0, size_t c1)
     srv_encode_chunks(j, c0, c1);
 }
 
-/* The bytes of a binary output: the result array itself for float64 (it changes
- * hands, no copy), or a float32 copy. */
+/* The bytes of a binary output: the result array itself when it has the dtype
+ * asked for (it changes hands, no copy), or a float32 copy. */
 static char *binary_bytes(srv_job *j, const srv_bpart *b, size_t *len)
 {
     *len = b->n * (b->dtype == SRV_DTYPE_FLOAT32 ? 4 : 8);
-    if (b->dtype == SRV_DTYPE_FLOAT64) {
-        for (size_t i = 0; i < j->n_owned; i++)
-            if (j->owned[i] == b->v) {
-                char *p = (char *)j->owned[i];
-                j->owned[i] = NULL;
-                return p;
-            }
-    }
+    const void *whole = b->f32 ? b->f32 : b->dtype == SRV_DTYPE_FLOAT64 ? b->v : NULL;
+    for (size_t i = 0; whole && i < j->n_owned; i++)
+        if (j->owned[i] == whole) {
+            char *p = j->owned[i];
+            j->owned[i] = NULL;
+            return p;
+        }
     char *p = srv_mem_alloc(*len ? *len : 1);
     if (!p) return NULL;
     if (b->dtype == SRV_DTYPE_FLOAT64) {
         memcpy(p, b->v, *len);
     } else {
-        srv_narrow_float32(p, b->v, b->n);
+        loss_narrow_f32(p, b->v, b->n);
     }
     return p;
 }

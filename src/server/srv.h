@@ -168,13 +168,11 @@ void srv_pointer_push_index(char *ptr, size_t cap, size_t index);
 /* Writes an error body {"error": {...}} into b. */
 int srv_error_json(const srv_error *e, srv_buf *b);
 /* Appends s as a JSON string literal (quotes included). */
-/* convert.c: binary tensor elements (little-endian bytes, any alignment) to and
- * from doubles; n elements. */
-void srv_widen_float32(double *d, const void *s, size_t n);
-void srv_widen_int32(double *d, const void *s, size_t n);
-void srv_narrow_float32(void *d, const double *s, size_t n);
-
 int srv_json_string(srv_buf *b, const char *s, size_t len);
+
+/* convert.c: n int32 elements of a binary tensor (little-endian bytes, any
+ * alignment) as doubles.  float32 ones: loss_widen_f32 and loss_narrow_f32. */
+void srv_widen_int32(double *d, const void *s, size_t n);
 
 /* ---- codec.c, encode.c, job.c: requests as jobs ---- */
 
@@ -251,6 +249,7 @@ typedef struct srv_part {
 /* A result sent as bytes after the JSON ("binary_outputs"). */
 typedef struct srv_bpart {
     const double *v;
+    const void *f32; /* or the float32 result itself (the core wrote it so) */
     size_t n;
     int dtype;   /* SRV_DTYPE_FLOAT64 or SRV_DTYPE_FLOAT32 */
     char *bytes; /* after srv_job_complete: the bytes to send (in srv_job.given) */
@@ -312,7 +311,8 @@ typedef struct srv_job {
     int weighting_given;
     srv_penalty *pens; /* owned */
     size_t n_pens;
-    double **owned; /* decoded arrays (freed with the job; NULL once given away) */
+    void **owned; /* decoded and result arrays (freed with the job; NULL once given
+                   * away) */
     size_t n_owned, cap_owned;
     char **given; /* srv_mem blocks handed to the output (binary outputs) */
     size_t n_given, cap_given;

@@ -152,6 +152,156 @@ def test_binary_without_header_and_nonfinite(srv):
     assert "[1]" in err["message"], err
 
 
+def _binary_tensors(arrays, as64):
+    """Tensor objects and their arrays; float32 arrays widened to float64 when as64."""
+    heads, data = {}, []
+    for name, a in arrays.items():
+        if as64 and a.dtype == np.float32:
+            a = a.astype(np.float64)
+        heads[name] = tensor(a.shape, str(a.dtype))
+        data.append(a)
+    return heads, data
+
+
+def _unpack(meta, tail, node):
+    """The binary outputs a response's JSON node describes, by JSON Pointer-ish key."""
+    out = {}
+    def walk(v, key):
+        if isinstance(v, dict) and "binary_data_size" in v:
+            out[key] = v
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                walk(x, f"{key}/{k}")
+        elif isinstance(v, list):
+            for i, x in enumerate(v):
+                walk(x, f"{key}/{i}")
+    walk(node, "")
+    arrays, at = {}, 0  # bytes follow in the order of the text
+    for key, t in out.items():
+        arrays[key] = np.frombuffer(tail[at:at + t["binary_data_size"]], dtype=t["dtype"]).reshape(t["shape"])
+        at += t["binary_data_size"]
+    assert at == len(tail)
+    return arrays
+
+
+def _float32_cases():
+    rng = np.random.default_rng(21)
+    n, k = 3000, 7  # several blocks of every loss
+    f = lambda *s: rng.normal(size=s).astype(np.float32)
+    u = lambda *s: rng.uniform(size=s).astype(np.float32)
+    idx = lambda: rng.integers(0, k, n).astype(np.int32)
+    pick = lambda vals: rng.choice(vals, n).astype(np.float32)
+    probs = u(n, k)
+    probs /= probs.sum(1, keepdims=True)
+    return [
+        ("mse", {"predictions": f(n, k), "targets": f(n, k)}, {}),
+        ("huber", {"predictions": f(n, k), "targets": f(n, k)}, {"delta": 0.5}),
+        ("bce", {"predictions": f(n), "targets": u(n)}, {"from": "logits"}),
+        ("cross_entropy", {"predictions": f(n, k), "targets": idx()}, {"label_smoothing": 0.1}),
+        ("cross_entropy", {"predictions": f(n, k), "targets": probs}, {}),
+        ("focal", {"predictions": f(n, k), "targets": idx()}, {}),
+        ("hinge", {"predictions": f(n), "targets": pick([-1, 1])}, {}),
+        ("contrastive", {"x1": f(n, k), "x2": f(n, k), "similar": pick([0, 1])}, {}),
+        ("triplet", {"anchor": f(n, k), "positive": f(n, k), "negative": f(n, k)}, {}),
+        ("elbo", {"x": u(n, k), "reconstruction": f(n, k), "mu": f(n, 3), "logvar": f(n, 3)}, {}),
+    ]
+
+
+@pytest.mark.parametrize("case", _float32_cases(), ids=lambda c: c[0] + str(sorted(c[2])))
+def test_binary_float32_is_float64_rounded(srv, case):
+    """float32 binary inputs are widened by the core a block at a time and its
+    float32 outputs written a block at a time: the results must be, bit for bit,
+    those of the same values sent as float64, rounded to float32."""
+    loss, arrays, params = case
+    got = {}
+    for as64 in (False, True):
+        heads, data = _binary_tensors(arrays, as64)
+        header = {"loss": {"name": loss, **params}, "inputs": heads, "weights": [1.0, 2.0, 0.5] * 1000,
+                  "outputs": ["cost", "losses", "gradients", "metrics"], "binary_outputs": True}
+        r = post_binary(srv, header, data)
+        assert r.status_code == 200, r.text
+        meta, tail = split_binary(r)
+        got[as64] = meta, _unpack(meta, tail, meta)
+    (m32, a32), (m64, a64) = got[False], got[True]
+    assert m32["cost"] == m64["cost"] and m32.get("metrics") == m64.get("metrics")
+    assert set(a32) == set(a64) and a32
+    for key in a32:
+        assert a32[key].dtype == np.float32 and a64[key].dtype == np.float64, key
+        assert np.array_equal(a32[key], a64[key].astype(np.float32)), key
+
+
+@pytest.mark.parametrize("pad", [0, 1, 2, 3])
+def test_binary_float32_at_any_alignment(srv, pad):
+    """The float32 bytes start wherever the JSON header ends."""
+    rng = np.random.default_rng(pad)
+    n, k = 2000, 5
+    x = rng.normal(size=(n, k)).astype(np.float32)
+    y = rng.integers(0, k, n).astype(np.int32)
+    header = {"loss": "cross_entropy",
+              "inputs": {"predictions": tensor([n, k], "float32"), "targets": tensor([n], "int32")},
+              "binary_outputs": True}
+    head = json.dumps(header).encode()
+    head += b" " * ((pad - len(head)) % 4)
+    assert len(head) % 4 == pad
+    r = requests.post(srv.url("/v1/loss"), data=head + x.tobytes() + y.tobytes(), timeout=30,
+                      headers={"Content-Type": "application/octet-stream",
+                               "Inference-Header-Content-Length": str(len(head))})
+    assert r.status_code == 200, r.text
+    meta, tail = split_binary(r)
+    xd = x.astype(np.float64)
+    lse = np.log(np.exp(xd - xd.max(1, keepdims=True)).sum(1)) + xd.max(1)
+    assert close_to(meta["cost"], float(np.mean(lse - xd[np.arange(n), y])), 1e-12)
+    g = np.frombuffer(tail, dtype=np.float32).reshape(n, k)
+    want = np.exp(xd - lse[:, None])
+    want[np.arange(n), y] -= 1
+    assert np.allclose(g, (want / n).astype(np.float32), rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss,name,at,value", [
+    ("mse", "predictions", 2995, np.nan),        # the last block
+    ("mse", "targets", 1500, np.inf),
+    ("contrastive", "similar", 2990, 0.5),
+    ("hinge", "targets", 2001, 0.0),
+    ("bce", "targets", 2999, 1.5),
+])
+def test_binary_float32_bad_values_name_the_element(srv, loss, name, at, value):
+    """A bad float32 element late in the batch: the same error, word for word,
+    as for the same values sent as float64."""
+    case = next(c for c in _float32_cases() if c[0] == loss)
+    arrays = {k: v.copy() for k, v in case[1].items()}
+    arrays[name].reshape(-1)[at] = value
+    errs = []
+    for as64 in (False, True):
+        heads, data = _binary_tensors(arrays, as64)
+        r = post_binary(srv, {"loss": {"name": loss, **case[2]}, "inputs": heads}, data)
+        assert r.status_code == 422, r.text
+        errs.append(r.json()["error"])
+    assert errs[0] == errs[1]
+    assert errs[0]["path"] == f"/inputs/{name}", errs[0]
+
+
+def test_binary_float32_objective(srv):
+    """Objective tasks take float32 binary inputs too."""
+    cases = _float32_cases()
+    tasks = [cases[0], cases[3]]
+    got = []
+    for as64 in (False, True):
+        data, header = [], {"tasks": [], "outputs": ["objective", "gradients"], "binary_outputs": True}
+        for i, (loss, arrays, params) in enumerate(tasks):
+            heads, d = _binary_tensors(arrays, as64)
+            header["tasks"].append({"name": f"t{i}", "loss": {"name": loss, **params}, "inputs": heads})
+            data += d
+        r = post_binary(srv, header, data, path="/v1/objective")
+        assert r.status_code == 200, r.text
+        meta, tail = split_binary(r)
+        got.append((meta, _unpack(meta, tail, meta)))
+    (m32, a32), (m64, a64) = got
+    assert m32["objective"] == m64["objective"]
+    assert len(a32) == 2
+    for key in a32:
+        assert np.array_equal(a32[key], a64[key].astype(np.float32)), key
+
+
 def test_gzip_request_bodies(srv):
     body = {"loss": "huber", "inputs": {"predictions": [[0.5, 2.0], [1.0, -3.0]],
                                         "targets": [[0.0, 2.5], [1.0, 0.0]]}, "weights": [1.0, 2.0]}

@@ -1,8 +1,12 @@
 /* test_determinism.c - the same bits whatever the chunking: every loss evaluated in
  * one call, block by block in shuffled order, and in ranges on several threads
- * must give bit-identical costs, losses, gradients and metrics. */
+ * must give bit-identical costs, losses, gradients and metrics.  Float32 inputs
+ * (widened block by block in the core) must give the bits of their widened
+ * copies, float32 outputs the rounded doubles, and bad float32 inputs the errors
+ * the doubles give. */
 #include "support.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -77,6 +81,129 @@ static void free_run(run *x)
     loss_plan_free(&x->p);
 }
 
+/* Evaluates a plan on uneven ranges on concurrent threads. */
+static void eval_threads(run *x, const size_t *cut, size_t n_cut)
+{
+    pthread_t th[8];
+    slice sl[8];
+    for (size_t t = 0; t + 1 < n_cut; t++) {
+        sl[t] = (slice){&x->p, &x->out, cut[t], cut[t + 1]};
+        pthread_create(&th[t], NULL, worker, &sl[t]);
+    }
+    for (size_t t = 0; t + 1 < n_cut; t++) pthread_join(th[t], NULL);
+}
+
+static float *to_f32(const loss_tensor *t)
+{
+    size_t n = loss_tensor_size(t);
+    float *f = malloc((n ? n : 1) * sizeof *f);
+    for (size_t j = 0; j < n; j++) f[j] = (float)t->data[j];
+    return f;
+}
+
+/* The error a plan gives (code, index and message), with input bad (of in) set
+ * to value at element at; as doubles and with every input as float32. */
+static void same_error(const setup *su, const loss_spec *s, const loss_tensor *in,
+                       const loss_tensor *wt, size_t bad, size_t at, double value)
+{
+    size_t ni = s->desc->n_inputs, sz = loss_tensor_size(&in[bad]);
+    loss_tensor d[LOSS_MAX_INPUTS], f[LOSS_MAX_INPUTS];
+    float *fb[LOSS_MAX_INPUTS] = {0};
+    double *copy = malloc(sz * sizeof *copy);
+    memcpy(copy, in[bad].data, sz * sizeof *copy);
+    copy[at] = value;
+    for (size_t i = 0; i < ni; i++) {
+        d[i] = in[i];
+        if (i == bad) d[i].data = copy;
+        fb[i] = to_f32(&d[i]);
+        f[i] = d[i];
+        f[i].data = NULL;
+        f[i].f32 = fb[i];
+    }
+    loss_plan pd, pf;
+    loss_error ed, ef;
+    int rd = loss_plan_init(&pd, s, d, wt, LOSS_MEAN, &ed);
+    int rf = loss_plan_init(&pf, s, f, wt, LOSS_MEAN, &ef);
+    CHECK(rd != 0, "%s: %s[%zu] = %g was accepted", su->loss, s->desc->inputs[bad].name,
+          at, value);
+    CHECK(rd == rf && ed.index == ef.index && !strcmp(ed.message, ef.message) &&
+              !strcmp(ed.name, ef.name),
+          "%s: float32 error \"%s\" (%d at %lld) differs from \"%s\" (%d at %lld)",
+          su->loss, ef.message, rf, ef.index, ed.message, rd, ed.index);
+    loss_plan_free(&pd);
+    loss_plan_free(&pf);
+    free(copy);
+    for (size_t i = 0; i < ni; i++) free(fb[i]);
+}
+
+/* Float32 inputs and outputs against the doubles of run one. */
+static void check_float32(const setup *su, const loss_spec *s, const loss_tensor *in,
+                          const loss_tensor *wt, const run *one, const size_t *cut)
+{
+    size_t ni = s->desc->n_inputs;
+    loss_tensor f[LOSS_MAX_INPUTS], mixed[LOSS_MAX_INPUTS];
+    float *fb[LOSS_MAX_INPUTS] = {0};
+    loss_error e;
+    for (size_t i = 0; i < ni; i++) {
+        fb[i] = to_f32(&in[i]);
+        f[i] = mixed[i] = in[i];
+        f[i].data = NULL;
+        f[i].f32 = fb[i];
+    }
+    mixed[0] = f[0]; /* only the first input as float32 */
+
+    /* 1. float32 inputs, double outputs: the bits of the widened doubles */
+    run wide;
+    CHECK(loss_plan_init(&wide.p, s, f, wt, LOSS_MEAN, &e) == 0, "%s: %s", su->loss,
+          e.message);
+    alloc_outputs(&wide);
+    eval_threads(&wide, cut, 6);
+    CHECK(loss_finish(&wide.p, &wide.r, &e) == 0, "%s", e.message);
+    CHECK(same_bits(one, &wide), "%s: float32 inputs differ from their doubles",
+          su->loss);
+    free_run(&wide);
+
+    /* 2. one input float32, outputs float32: the doubles' results rounded */
+    run nar;
+    CHECK(loss_plan_init(&nar.p, s, mixed, wt, LOSS_MEAN, &e) == 0, "%s: %s", su->loss,
+          e.message);
+    memset(&nar.out, 0, sizeof nar.out);
+    float *lf = malloc(nar.p.n_terms * sizeof *lf), *gf[LOSS_MAX_INPUTS] = {0};
+    nar.out.losses_f32 = lf;
+    for (size_t i = 0; i < ni; i++)
+        if (s->desc->inputs[i].differentiable)
+            nar.out.grads_f32[i] = gf[i] = malloc(nar.p.input_size[i] * sizeof(float));
+    eval_threads(&nar, cut, 6);
+    CHECK(loss_finish(&nar.p, &nar.r, &e) == 0, "%s", e.message);
+    int ok = memcmp(&nar.r.cost, &one->r.cost, sizeof(double)) == 0;
+    for (size_t j = 0; ok && j < nar.p.n_terms; j++)
+        ok = lf[j] == (float)one->out.losses[j];
+    for (size_t i = 0; i < ni; i++)
+        for (size_t j = 0; ok && gf[i] && j < nar.p.input_size[i]; j++)
+            ok = gf[i][j] == (float)one->out.grads[i][j];
+    CHECK(ok, "%s: float32 outputs are not the doubles rounded", su->loss);
+    free(lf);
+    for (size_t i = 0; i < ni; i++) free(gf[i]);
+    loss_plan_free(&nar.p);
+
+    /* 3. bad values, late in the batch (a later block than the first): the same
+     * error as the doubles.  A NaN in the last input, then a bad target. */
+    size_t last = ni - 1, sz_last = loss_tensor_size(&in[last]);
+    same_error(su, s, in, wt, last, sz_last - 3, NAN);
+    same_error(su, s, in, wt, 0, loss_tensor_size(&in[0]) - 2, INFINITY);
+    for (size_t i = 0; i < ni; i++) {
+        const char *name = s->desc->inputs[i].name;
+        size_t sz = loss_tensor_size(&in[i]);
+        if (!strcmp(name, "targets") || !strcmp(name, "similar") || !strcmp(name, "x")) {
+            double v = su->targets == 2 ? (double)su->k : su->targets == 0 ? NAN : 0.5;
+            if (su->targets == 1 || (su->targets == 4 && !strcmp(su->loss, "elbo")))
+                v = 1.5;
+            same_error(su, s, in, wt, i, sz - 5, v);
+        }
+    }
+    for (size_t i = 0; i < ni; i++) free(fb[i]);
+}
+
 static void check(const setup *su, unsigned long long seed)
 {
     rng g = {seed};
@@ -96,7 +223,7 @@ static void check(const setup *su, unsigned long long seed)
     double *bufs[LOSS_MAX_INPUTS] = {0};
     size_t n = su->n, k = su->k;
     for (size_t i = 0; i < s.desc->n_inputs; i++) {
-        in[i] = (loss_tensor){NULL, 2, {n, k}};
+        in[i] = (loss_tensor){.rank = 2, .shape = {n, k}};
         const char *name = s.desc->inputs[i].name;
         int is_target =
             !strcmp(name, "targets") || !strcmp(name, "similar") || !strcmp(name, "x");
@@ -124,13 +251,13 @@ static void check(const setup *su, unsigned long long seed)
             } else if (!strcmp(su->loss, "bce") && s.from == LOSS_FROM_PROBABILITIES) {
                 v = rng_uniform(&g);
             }
-            bufs[i][j] = v;
+            bufs[i][j] = (double)(float)v; /* float32 copies hold the same values */
         }
         in[i].data = bufs[i];
     }
     double *w = malloc(n * sizeof(double));
     for (size_t j = 0; j < n; j++) w[j] = rng_uniform(&g) * 3;
-    loss_tensor wt = {w, 1, {n}};
+    loss_tensor wt = {.data = w, .rank = 1, .shape = {n}};
 
     run one, blocks, threads;
     run *runs[3] = {&one, &blocks, &threads};
@@ -169,6 +296,7 @@ static void check(const setup *su, unsigned long long seed)
     CHECK(same_bits(&one, &blocks), "%s: one call vs shuffled blocks differ", su->loss);
     CHECK(same_bits(&one, &threads), "%s: one call vs threads differ", su->loss);
     CHECK(isfinite(one.r.cost), "%s: cost %g", su->loss, one.r.cost);
+    check_float32(su, &s, in, su->weights ? &wt : NULL, &one, cut);
     for (int r = 0; r < 3; r++) free_run(runs[r]);
     free(order);
     free(w);

@@ -273,7 +273,9 @@ static void direct_requests(void)
     loss_plan p;
     CHECK(loss_spec_init(&s, "mse", &e) == 0, "%s", e.message);
     double x[6] = {1, 2, 3, 4, NAN, 6}, y[6] = {0}, w[3] = {1, INFINITY, 1};
-    loss_tensor in[2] = {{x, 2, {3, 2}}, {y, 2, {3, 2}}}, wt = {w, 1, {3}};
+    loss_tensor in[2] = {{.data = x, .rank = 2, .shape = {3, 2}},
+                         {.data = y, .rank = 2, .shape = {3, 2}}},
+                wt = {.data = w, .rank = 1, .shape = {3}};
     CHECK(loss_plan_init(&p, &s, in, NULL, LOSS_MEAN, &e) == LOSS_ENONFINITE,
           "NaN accepted");
     CHECK(e.where == LOSS_AT_INPUT && !strcmp(e.name, "predictions") && e.index == 4,
@@ -297,7 +299,8 @@ static void direct_requests(void)
         double *a = calloc(n, sizeof *a), *b = calloc(n, sizeof *b);
         CHECK(a && b, "out of memory");
         for (size_t i = 0; a && b && i < n; i++) a[i] = i % 3 ? -0.0 : 4.9e-324;
-        loss_tensor big[2] = {{a, 1, {n}}, {b, 1, {n}}};
+        loss_tensor big[2] = {{.data = a, .rank = 1, .shape = {n}},
+                              {.data = b, .rank = 1, .shape = {n}}};
         static const size_t at[] = {0, 511, 512, 1023, 1536, 1999};
         for (size_t t = 0; a && b && t < sizeof at / sizeof at[0]; t++) {
             a[at[t]] = t % 2 ? -INFINITY : NAN;
@@ -317,11 +320,13 @@ static void direct_requests(void)
 
     /* sizes */
     size_t big = (size_t)1 << 40;
-    loss_tensor huge[2] = {{x, 2, {big, big}}, {y, 2, {big, big}}};
+    loss_tensor huge[2] = {{.data = x, .rank = 2, .shape = {big, big}},
+                           {.data = y, .rank = 2, .shape = {big, big}}};
     CHECK(loss_plan_init(&p, &s, huge, NULL, LOSS_MEAN, &e) == LOSS_ETOO_LARGE,
           "overflowing size");
     CHECK(e.index == -1 && !strcmp(e.name, "predictions"), "too_large names %s", e.name);
-    loss_tensor deep[2] = {{x, LOSS_MAX_RANK + 1, {1}}, {y, 1, {1}}};
+    loss_tensor deep[2] = {{.data = x, .rank = LOSS_MAX_RANK + 1, .shape = {1}},
+                           {.data = y, .rank = 1, .shape = {1}}};
     CHECK(loss_plan_init(&p, &s, deep, NULL, LOSS_MEAN, &e) == LOSS_ERANK,
           "rank > max accepted");
 

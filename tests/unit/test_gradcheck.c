@@ -264,7 +264,8 @@ static void check_case(const fd_case *c, unsigned long long seed)
         in.w = malloc(sz * sizeof(double));
         for (size_t k = 0; k < sz; k++)
             in.w[k] = k % 5 == 3 ? 0.0 : 0.2 + 2 * rng_uniform(&r);
-        in.wt = c->weights == 1 ? (loss_tensor){in.w, 1, {n}} : in.t[0];
+        in.wt = c->weights == 1 ? (loss_tensor){.data = in.w, .rank = 1, .shape = {n}}
+                                : in.t[0];
         in.wt.data = in.w;
     }
     loss_plan p;
