@@ -153,10 +153,44 @@ static void request_id(server *s, request *r)
         }
     }
     s->id_state += 0x9e3779b97f4a7c15ULL;
-    snprintf(r->id, sizeof r->id, "%016llx", (unsigned long long)mix64(s->id_state));
+    uint64_t v = mix64(s->id_state);
+    for (int i = 15; i >= 0; i--, v >>= 4) r->id[i] = "0123456789abcdef"[v & 15];
+    r->id[16] = '\0';
 }
 
 /* ---- responses ---- */
+
+/* Appends ns as milliseconds with three decimals ("12.345"); the I/O thread
+ * writes one Server-Timing header per response, without printf's float path. */
+static char *put_ms(char *p, uint64_t ns)
+{
+    uint64_t us = (ns + 500) / 1000, ms = us / 1000;
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + ms % 10);
+        ms /= 10;
+    } while (ms);
+    while (n) *p++ = digits[--n];
+    *p++ = '.';
+    *p++ = (char)('0' + us / 100 % 10);
+    *p++ = (char)('0' + us / 10 % 10);
+    *p++ = (char)('0' + us % 10);
+    return p;
+}
+
+static void server_timing(const srv_job *j, char *out)
+{
+    static const char *const names[] = {"parse;dur=", ", compute;dur=", ", encode;dur="};
+    const uint64_t ns[] = {j->t_parse, j->t_compute, j->t_encode};
+    char *p = out;
+    for (int k = 0; k < 3; k++) {
+        size_t len = strlen(names[k]);
+        memcpy(p, names[k], len);
+        p = put_ms(p + len, ns[k]);
+    }
+    *p = '\0';
+}
 
 static void finish_request(request *r, int status, size_t out_len)
 {
@@ -183,11 +217,8 @@ static enum MHD_Result send_response(request *r, int status, struct MHD_Response
     if (r->s->draining)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (r->has_job && r->job.t_parse) {
-        char timing[160];
-        snprintf(timing, sizeof timing,
-                 "parse;dur=%.3f, compute;dur=%.3f, encode;dur=%.3f",
-                 (double)r->job.t_parse / 1e6, (double)r->job.t_compute / 1e6,
-                 (double)r->job.t_encode / 1e6);
+        char timing[160]; /* 3 names (38 bytes) and 3 numbers of at most 24 */
+        server_timing(&r->job, timing);
         MHD_add_response_header(resp, "Server-Timing", timing);
     }
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned int)status, resp);
@@ -213,13 +244,16 @@ static enum MHD_Result respond(request *r, int status, char *body, size_t len,
     return send_response(r, status, resp, len, ctype, h1, v1);
 }
 
+/* Responses at least this large are gzipped for clients that accept it. */
+#define GZIP_MIN_BYTES (64 * 1024)
+
 /* The job's response, sent from its pieces without copying them together. */
 static enum MHD_Result respond_job(request *r)
 {
     srv_output *o = srv_job_output(&r->job);
     if (!o) return MHD_NO;
-    struct MHD_IoVec *iov = malloc((o->n_pieces ? o->n_pieces : 1) * sizeof *iov);
-    if (!iov) {
+    struct MHD_IoVec small[8], *iov = small;
+    if (o->n_pieces > 8 && !(iov = malloc(o->n_pieces * sizeof *iov))) {
         srv_output_free(o);
         return MHD_NO;
     }
@@ -227,12 +261,16 @@ static enum MHD_Result respond_job(request *r)
         iov[i] = (struct MHD_IoVec){o->pieces[i].p, o->pieces[i].len};
     struct MHD_Response *resp = MHD_create_response_from_iovec(
         iov, (unsigned int)o->n_pieces, srv_output_free, o);
-    free(iov); /* MHD keeps a copy */
+    if (iov != small) free(iov); /* MHD keeps a copy */
     if (!resp) {
         srv_output_free(o);
         return MHD_NO;
     }
-    MHD_add_response_header(resp, "Vary", "Accept-Encoding");
+    /* Only a large JSON response can be gzipped: any other does not vary with
+     * Accept-Encoding (the same request always gets the same bytes), and each
+     * header costs libmicrohttpd three allocations. */
+    if (o->gzipped || (!o->binary && o->len >= GZIP_MIN_BYTES))
+        MHD_add_response_header(resp, "Vary", "Accept-Encoding");
     if (o->gzipped) MHD_add_response_header(resp, "Content-Encoding", "gzip");
     if (o->binary) { /* binary outputs follow the JSON */
         char n[24];
@@ -620,9 +658,6 @@ static void flush_pending(server *s)
         uv_queue_work(&s->loop, &b->work, work_batch, after_batch);
     }
 }
-
-/* Responses at least this large are gzipped for clients that accept it. */
-#define GZIP_MIN_BYTES (64 * 1024)
 
 /* Accept-Encoding names gzip (with a q-value other than 0). */
 static int accepts_gzip(struct MHD_Connection *c)
@@ -1065,7 +1100,10 @@ int srv_server_run(srv_config *cfg)
         {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->max_connections, NULL},
         {MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)cfg->max_connections_per_ip, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->connection_timeout, NULL},
-        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(64 * 1024), NULL},
+        /* Each connection's buffer pool: request headers, read buffer, response
+         * head.  libmicrohttpd 0.9.75 zeroes the whole pool after every request,
+         * so it stays small (large bodies stream through it at the same speed). */
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(32 * 1024), NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
         {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s},
         {MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1, NULL},
