@@ -26,6 +26,8 @@ static const opt opts[] = {
      "TCP port; 0 picks a free one (printed on start)"},
     {"threads", "LOSSD_THREADS", "N", T_ULONG, OFF(threads), 1, 1024, "CPU cores",
      "compute threads (the libuv pool)"},
+    {"io-threads", "LOSSD_IO_THREADS", "N", T_ULONG, OFF(io_threads), 1, 64,
+     "CPU cores, at most 4", "HTTP threads (each a libuv loop with its own listener)"},
     {"max-body-bytes", "LOSSD_MAX_BODY_BYTES", "B", T_ULLONG, OFF(max_body_bytes), 1,
      1ULL << 40, "67108864 (64 MiB)", "largest request body; larger ones get 413"},
     {"api-key-file", "LOSSD_API_KEY_FILE", "F", T_STR, OFF(api_key_file), 0, 0, "none",
@@ -160,6 +162,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv)
     c->port = 8080;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     c->threads = cores > 0 ? (unsigned long)cores : 1;
+    c->io_threads = c->threads < 4 ? c->threads : 4;
     c->max_body_bytes = 64ULL << 20;
     c->max_inflight = 256;
     c->max_elements = 50000000ULL;

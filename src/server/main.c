@@ -34,9 +34,11 @@ int main(int argc, char **argv)
         return rc > 0 ? 0 : 2;
     }
     srv_log_init(cfg.log_json);
-    /* The pool size is read once, at the first uv_queue_work: set it first. */
+    /* The pool size is read once, at the first uv_queue_work: set it first.
+     * --threads for the work of large requests, and one thread per I/O loop for
+     * its small requests (server.c). */
     char threads[24];
-    snprintf(threads, sizeof threads, "%lu", cfg.threads);
+    snprintf(threads, sizeof threads, "%lu", cfg.threads + cfg.io_threads);
     setenv("UV_THREADPOOL_SIZE", threads, 1);
     signal(SIGPIPE, SIG_IGN); /* MHD is told the application handles SIGPIPE */
     rc = srv_server_run(&cfg);

@@ -1,15 +1,23 @@
-/* server.c - the HTTP server: libmicrohttpd for HTTP, driven by one libuv loop;
- * request work on the libuv pool.
+/* server.c - the HTTP server: libmicrohttpd for HTTP, driven by libuv loops (one
+ * per --io-threads); request work on the libuv pool.
  *
- * Wiring.  MHD runs without threads of its own (MHD_USE_EPOLL, external mode):
- * its epoll descriptor sits in a uv_poll_t on the loop and a uv_timer_t follows
- * MHD_get_timeout, so every MHD callback runs on the loop thread.  The access
- * handler collects the body (bounded), suspends the connection and calls
- * uv_queue_work itself - the same thread, so there is no cross-thread queue.  The
+ * Wiring.  Each I/O thread runs a libuv loop and an MHD daemon of its own on its
+ * own listening socket; the sockets share the port (SO_REUSEPORT), so the kernel
+ * spreads connections over the loops, and a connection stays on its loop.  MHD
+ * runs without threads of its own (MHD_USE_EPOLL, external mode): its epoll
+ * descriptor sits in a uv_poll_t on the loop and a uv_timer_t follows
+ * MHD_get_timeout, so every MHD callback of a daemon runs on its loop's thread.
+ * What the loops share (admission, connection counts, metrics, draining) is in
+ * the server, behind atomics or its lock.
+ *
+ * The access handler collects the body (bounded) and suspends the connection.
+ * A small request then goes, with the others of the same MHD_run, to its loop's
+ * compute thread: a pool thread that one long work item holds for the loop's
+ * lifetime (ioloop.compute).  A larger one is a uv_queue_work of its own: the
  * work callback decodes, computes and encodes on a pool thread; a large batch
  * comes back to the loop once to be split into chunks, one per pool thread, and
- * once more to be finished.  The last after-work callback resumes the connection
- * and runs MHD, which calls the handler again to queue the response.
+ * once more to be finished.  The last callback on the loop resumes the
+ * connection and runs MHD, which calls the handler again to queue the response.
  *
  * Rules this file keeps (the traps of the two libraries):
  *  - resume exactly once per suspend, and never touch the request after
@@ -18,7 +26,10 @@
  *    on the pool that will end;
  *  - MHD_stop_daemon only when no connection is suspended;
  *  - the pool queue is unbounded, so admission is bounded here (--max-inflight);
- *  - UV_THREADPOOL_SIZE is set in main, before the first uv_queue_work. */
+ *  - UV_THREADPOOL_SIZE is set in main, before the first uv_queue_work: --threads
+ *    plus one per loop for the compute threads (the pool is the process's,
+ *    shared by the loops; completions come back to the loop that queued the
+ *    work). */
 #include "srv.h"
 
 #include <arpa/inet.h>
@@ -27,6 +38,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,34 +72,71 @@ typedef struct client {
     uint64_t since; /* start of the connection or end of its last request */
     size_t body;    /* Content-Length of the request being received */
     int busy;       /* a request is complete and being answered */
+    int counted;    /* counts in the server's connection counts (addr below) */
+    struct sockaddr_storage addr;
 } client;
 
-typedef struct server {
-    srv_config *cfg;
+/* Open connections from one client address (--max-connections-per-ip). */
+typedef struct addr_count {
+    struct sockaddr_storage addr; /* the address only: port 0 */
+    unsigned long n;
+} addr_count;
+
+typedef struct server server;
+
+/* One I/O thread: a libuv loop, an MHD daemon and what only it touches. */
+typedef struct ioloop {
+    server *s;
     uv_loop_t loop;
+    uv_thread_t thread; /* loops after the first; the first runs on main's thread */
     struct MHD_Daemon *mhd;
+    MHD_socket listen_fd;
     uv_poll_t poll;
     uv_timer_t timer;
-    uv_signal_t sig_term, sig_int;
     uv_timer_t drain;
-    uint64_t drain_deadline;
-    int draining;
-    MHD_socket listen_fd;
-    unsigned long inflight;  /* admitted requests not yet answered */
+    uv_timer_t sweep;
+    uv_async_t wake;         /* draining starts (sent by the signal handler) */
     unsigned long running;   /* suspended requests with work on the pool */
     struct request *pending; /* small requests to hand to the pool after MHD_run */
     size_t n_pending;
     size_t batches; /* batch items on the pool */
     client clients; /* list head */
-    uv_timer_t sweep;
+    uint64_t id_state;
+    /* The loop's compute thread: a pool thread held by one long work item, which
+     * takes the loop's batches of small requests in order.  Paired with one loop,
+     * it stays on that loop's CPU and caches; batches of every loop on every pool
+     * thread cost 20-30% of the small-request throughput in wake-ups across CPUs
+     * (tests/bench/README.md). */
+    uv_work_t compute;
+    uv_mutex_t cmu;
+    uv_cond_t ccv;
+    struct batch *chead, *ctail; /* to do */
+    struct batch *cdone;         /* done, for the loop */
+    int cquit;
+    uv_async_t cwake; /* batches are done */
+} ioloop;
+
+struct server {
+    srv_config *cfg;
+    ioloop *loops;
+    size_t n_loops;
+    uv_signal_t sig_term, sig_int; /* on the first loop */
+    atomic_int draining;
+    atomic_ulong inflight;           /* admitted requests not yet answered, every loop */
+    _Atomic uint64_t drain_deadline; /* ms (uv_hrtime), set before the loops wake */
+    atomic_size_t stopped;           /* loops after the first that have stopped */
+    uv_mutex_t lock;                 /* metrics, connection counts */
     srv_metrics metrics;
+    unsigned long connections;
+    addr_count *addrs;
+    size_t n_addrs, cap_addrs;
     char *catalog;
     size_t catalog_len;
-    uint64_t id_state;
-} server;
+};
 
 typedef struct request {
     server *s;
+    ioloop *io;
     struct MHD_Connection *conn;
     const char *url, *method;
     int route, metric;
@@ -114,22 +163,24 @@ typedef struct request {
     void (*range)(struct request *, size_t, size_t);
     void (*then)(struct request *);
     uint64_t t_phase;
-    struct request *next; /* in server.pending */
+    struct request *next; /* in ioloop.pending */
 } request;
 
-/* Small requests go to the pool in batches: one uv_queue_work (one wake-up of a
- * pool thread, one completion) for every request that MHD_run made ready, spread
- * over at most --threads items.  At most --threads batches are on the pool at a
- * time; requests that come meanwhile wait for one to end and go together (group
- * commit): under load a wake-up serves many requests, idle it serves one at once. */
+/* Small requests go to their loop's compute thread in batches: one batch (one
+ * wake-up, one completion) for every request that MHD_run made ready.  One batch
+ * per loop is in progress at a time; requests that come meanwhile wait for it to
+ * end and go together (group commit): under load a wake-up serves many requests,
+ * idle it serves one at once. */
 typedef struct batch {
     uv_work_t work;
+    struct batch *next; /* in the compute queue */
     size_t n;
     request *reqs[];
 } batch;
 
-/* Bodies up to this size are batched; larger ones get a work item of their own. */
-#define BATCH_MAX_BODY (256 * 1024)
+/* Bodies up to this size are batched; larger ones get a work item of their own
+ * on the pool (16 KiB of JSON is some 800 numbers, about 40 us of work). */
+#define BATCH_MAX_BODY (16 * 1024)
 
 /* ---- request ids ---- */
 
@@ -140,7 +191,7 @@ static uint64_t mix64(uint64_t z)
     return z ^ (z >> 31);
 }
 
-static void request_id(server *s, request *r)
+static void request_id(ioloop *io, request *r)
 {
     const char *given =
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
@@ -152,8 +203,8 @@ static void request_id(server *s, request *r)
             return;
         }
     }
-    s->id_state += 0x9e3779b97f4a7c15ULL;
-    uint64_t v = mix64(s->id_state);
+    io->id_state += 0x9e3779b97f4a7c15ULL;
+    uint64_t v = mix64(io->id_state);
     for (int i = 15; i >= 0; i--, v >>= 4) r->id[i] = "0123456789abcdef"[v & 15];
     r->id[16] = '\0';
 }
@@ -192,15 +243,22 @@ static void server_timing(const srv_job *j, char *out)
     *p = '\0';
 }
 
+/* A request leaves the admitted ones (answered, or its client went away). */
+static void uncount(request *r)
+{
+    if (!r->counted) return;
+    r->counted = 0;
+    atomic_fetch_sub(&r->s->inflight, 1);
+}
+
 static void finish_request(request *r, int status, size_t out_len)
 {
     server *s = r->s;
     double secs = (double)(srv_now_ns() - r->t0) / 1e9;
+    uv_mutex_lock(&s->lock);
     srv_metrics_request(&s->metrics, r->metric, status, secs, r->received, out_len);
-    if (r->counted) {
-        r->counted = 0;
-        s->inflight--;
-    }
+    uv_mutex_unlock(&s->lock);
+    uncount(r);
     if (s->cfg->access_log)
         srv_log_access(r->method, r->url, status, r->received, out_len, secs * 1000,
                        r->id);
@@ -214,7 +272,7 @@ static enum MHD_Result send_response(request *r, int status, struct MHD_Response
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(resp, "X-Request-Id", r->id);
     if (h1) MHD_add_response_header(resp, h1, v1);
-    if (r->s->draining)
+    if (atomic_load(&r->s->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (r->has_job && r->job.t_parse) {
         char timing[160]; /* 3 names (38 bytes) and 3 numbers of at most 24 */
@@ -372,8 +430,9 @@ static enum MHD_Result handle_get(request *r)
         return respond_json(r, 200,
                             "{\"status\":\"ok\",\"version\":\"" SRV_VERSION "\"}\n");
     case R_READY:
-        return s->draining ? respond_json(r, 503, "{\"status\":\"draining\"}\n")
-                           : respond_json(r, 200, "{\"status\":\"ready\"}\n");
+        return atomic_load(&s->draining)
+                   ? respond_json(r, 503, "{\"status\":\"draining\"}\n")
+                   : respond_json(r, 200, "{\"status\":\"ready\"}\n");
     case R_CATALOG:
         return respond(r, 200, s->catalog, s->catalog_len, "application/json", 0, NULL,
                        NULL);
@@ -392,7 +451,9 @@ static enum MHD_Result handle_get(request *r)
     }
     case R_METRICS: {
         size_t len;
-        char *body = srv_metrics_text(&s->metrics, s->inflight, &len);
+        uv_mutex_lock(&s->lock);
+        char *body = srv_metrics_text(&s->metrics, atomic_load(&s->inflight), &len);
+        uv_mutex_unlock(&s->lock);
         if (!body) return MHD_NO;
         return respond(r, 200, body, len, "text/plain; version=0.0.4; charset=utf-8", 1,
                        NULL, NULL);
@@ -413,17 +474,19 @@ static enum MHD_Result handle_get(request *r)
 
 enum { PH_DONE, PH_PARSE, PH_COMPUTE, PH_ENCODE };
 
-static void mhd_kick(server *s);
+static void mhd_kick(ioloop *io);
 
 static void resume(request *r)
 {
     server *s = r->s;
     r->running = 0;
-    s->running--;
+    r->io->running--;
     r->done = 1;
+    uv_mutex_lock(&s->lock);
     srv_metrics_stage(&s->metrics, SRV_STAGE_PARSE, (double)r->job.t_parse / 1e9);
     srv_metrics_stage(&s->metrics, SRV_STAGE_COMPUTE, (double)r->job.t_compute / 1e9);
     srv_metrics_stage(&s->metrics, SRV_STAGE_ENCODE, (double)r->job.t_encode / 1e9);
+    uv_mutex_unlock(&s->lock);
     MHD_resume_connection(r->conn); /* the last touch of r until MHD calls back */
 }
 
@@ -465,7 +528,7 @@ static void spread(request *r, size_t n, void (*range)(request *, size_t, size_t
     r->n_chunks = r->pending = k;
     for (size_t i = 0; i < k; i++) {
         r->chunks[i].data = r;
-        uv_queue_work(&r->s->loop, &r->chunks[i], work_chunk, after_chunk);
+        uv_queue_work(&r->io->loop, &r->chunks[i], work_chunk, after_chunk);
     }
 }
 
@@ -529,17 +592,17 @@ static void work_decode(uv_work_t *w)
 static void after_item(uv_work_t *w, int status)
 {
     request *r = w->data;
-    server *s = r->s;
+    ioloop *io = r->io;
     (void)status;
     next_phase(r);
-    mhd_kick(s);
+    mhd_kick(io);
 }
 
 static void parse_done(request *r)
 {
     r->job.t_parse += srv_now_ns() - r->t_phase;
     r->work.data = r;
-    uv_queue_work(&r->s->loop, &r->work, work_decode, after_item);
+    uv_queue_work(&r->io->loop, &r->work, work_decode, after_item);
 }
 
 static void compute_range(request *r, size_t u0, size_t u1)
@@ -577,14 +640,14 @@ static void encode_done(request *r)
 {
     r->job.t_encode += srv_now_ns() - r->t_phase;
     r->work.data = r;
-    uv_queue_work(&r->s->loop, &r->work, work_complete, after_item);
+    uv_queue_work(&r->io->loop, &r->work, work_complete, after_item);
 }
 
 static void compute_done(request *r)
 {
     r->job.t_compute = srv_now_ns() - r->t_phase;
     r->work.data = r;
-    uv_queue_work(&r->s->loop, &r->work, work_finish, after_item);
+    uv_queue_work(&r->io->loop, &r->work, work_finish, after_item);
 }
 
 /* Back on the loop after a work item: resume a finished job, or start the next
@@ -613,50 +676,99 @@ static void work_main(uv_work_t *w)
     run_main(w->data);
 }
 
-static void work_batch(uv_work_t *w)
+static void run_batch(batch *b)
 {
-    batch *b = w->data;
     for (size_t i = 0; i < b->n; i++) run_main(b->reqs[i]);
 }
 
-static void after_batch(uv_work_t *w, int status)
+static void after_batch(batch *b)
 {
-    batch *b = w->data;
-    server *s = b->reqs[0]->s;
-    (void)status;
-    s->batches--;
+    ioloop *io = b->reqs[0]->io;
+    io->batches--;
     for (size_t i = 0; i < b->n; i++) next_phase(b->reqs[i]);
     free(b);
-    mhd_kick(s);
+    mhd_kick(io);
 }
 
-/* Hands the pending small requests to the pool. */
-static void flush_pending(server *s)
+/* The loop's compute thread (a pool thread, for as long as the loop runs). */
+static void compute_main(uv_work_t *w)
 {
-    size_t threads = (size_t)s->cfg->threads;
-    while (s->n_pending && s->batches < threads) {
-        size_t n_items = threads - s->batches;
-        if (n_items > s->n_pending) n_items = s->n_pending;
-        size_t per = (s->n_pending + n_items - 1) / n_items;
-        batch *b = malloc(sizeof *b + per * sizeof b->reqs[0]);
-        if (!b) { /* one by one, then */
-            request *r = s->pending;
-            s->pending = r->next;
-            s->n_pending--;
-            r->work.data = r;
-            uv_queue_work(&s->loop, &r->work, work_main, after_item);
-            continue;
-        }
-        b->n = 0;
-        while (b->n < per && s->pending) {
-            b->reqs[b->n++] = s->pending;
-            s->pending = s->pending->next;
-            s->n_pending--;
-        }
-        b->work.data = b;
-        s->batches++;
-        uv_queue_work(&s->loop, &b->work, work_batch, after_batch);
+    ioloop *io = w->data;
+    uv_mutex_lock(&io->cmu);
+    for (;;) {
+        while (!io->chead && !io->cquit) uv_cond_wait(&io->ccv, &io->cmu);
+        if (!io->chead) break; /* quit, with nothing left (the loop is stopping) */
+        batch *b = io->chead;
+        io->chead = b->next;
+        if (!io->chead) io->ctail = NULL;
+        uv_mutex_unlock(&io->cmu);
+        run_batch(b);
+        uv_mutex_lock(&io->cmu);
+        b->next = io->cdone;
+        io->cdone = b;
+        uv_async_send(&io->cwake);
     }
+    uv_mutex_unlock(&io->cmu);
+}
+
+static void compute_end(uv_work_t *w, int status)
+{
+    (void)w;
+    (void)status;
+}
+
+/* On the loop: the batches the compute thread finished. */
+static void on_computed(uv_async_t *a)
+{
+    ioloop *io = a->data;
+    uv_mutex_lock(&io->cmu);
+    batch *b = io->cdone;
+    io->cdone = NULL;
+    uv_mutex_unlock(&io->cmu);
+    batch *in_order = NULL; /* cdone is newest first */
+    while (b) {
+        batch *next = b->next;
+        b->next = in_order;
+        in_order = b;
+        b = next;
+    }
+    while (in_order) {
+        batch *next = in_order->next;
+        after_batch(in_order);
+        in_order = next;
+    }
+}
+
+/* Hands the loop's pending small requests to its compute thread: all of them as
+ * one batch, when the previous batch is done. */
+static void flush_pending(ioloop *io)
+{
+    if (!io->n_pending || io->batches) return;
+    batch *b = malloc(sizeof *b + io->n_pending * sizeof b->reqs[0]);
+    if (!b) { /* one by one on the pool, then */
+        while (io->pending) {
+            request *r = io->pending;
+            io->pending = r->next;
+            io->n_pending--;
+            r->work.data = r;
+            uv_queue_work(&io->loop, &r->work, work_main, after_item);
+        }
+        return;
+    }
+    b->n = 0;
+    b->next = NULL;
+    for (request *r = io->pending; r; r = r->next) b->reqs[b->n++] = r;
+    io->pending = NULL;
+    io->n_pending = 0;
+    io->batches++;
+    uv_mutex_lock(&io->cmu);
+    if (io->ctail)
+        io->ctail->next = b;
+    else
+        io->chead = b;
+    io->ctail = b;
+    uv_cond_signal(&io->ccv);
+    uv_mutex_unlock(&io->cmu);
 }
 
 /* Accept-Encoding names gzip (with a q-value other than 0). */
@@ -686,6 +798,7 @@ static int accepts_gzip(struct MHD_Connection *c)
 static int submit(request *r)
 {
     server *s = r->s;
+    ioloop *io = r->io;
     if (srv_buf_reserve(&r->body, 0)) return -1; /* a buffer with room for the NUL */
     size_t len;
     char *body = srv_buf_steal(&r->body, &len);
@@ -698,17 +811,17 @@ static int submit(request *r)
     if (r->binary) srv_job_set_binary(&r->job, r->json_len); /* failures end in the job */
     r->has_job = 1;
     r->running = 1;
-    s->running++;
+    io->running++;
     if (r->cl) r->cl->busy = 1;
     MHD_suspend_connection(r->conn);
     if (len <= BATCH_MAX_BODY) { /* queued after this MHD_run, with its neighbours */
-        r->next = s->pending;
-        s->pending = r;
-        s->n_pending++;
+        r->next = io->pending;
+        io->pending = r;
+        io->n_pending++;
         return 0;
     }
     r->work.data = r;
-    uv_queue_work(&s->loop, &r->work, work_main, after_item);
+    uv_queue_work(&io->loop, &r->work, work_main, after_item);
     return 0;
 }
 
@@ -731,7 +844,7 @@ static enum MHD_Result admit_post(request *r)
 {
     server *s = r->s;
     struct MHD_Connection *c = r->conn;
-    if (s->draining)
+    if (atomic_load(&s->draining))
         return fail(r, 503, "draining", "Retry-After", "1",
                     "lossd is shutting down; retry on another instance");
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
@@ -787,13 +900,15 @@ static enum MHD_Result admit_post(request *r)
                         "no memory for a body of %llu bytes now", n);
         if (r->cl) r->cl->body = (size_t)n;
     }
-    if (s->inflight >= s->cfg->max_inflight)
+    unsigned long before = atomic_fetch_add(&s->inflight, 1);
+    if (before >= s->cfg->max_inflight) {
+        atomic_fetch_sub(&s->inflight, 1);
         return fail(r, 503, "overloaded", "Retry-After", "1",
                     "lossd has %lu requests in progress (--max-inflight); retry shortly",
-                    s->inflight);
+                    before);
+    }
     r->body.max = (size_t)max;
     r->counted = 1;
-    s->inflight++;
     return MHD_YES;
 }
 
@@ -823,7 +938,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   const char *method, const char *version,
                                   const char *upload, size_t *upload_size, void **con_cls)
 {
-    server *s = cls;
+    ioloop *io = cls;
+    server *s = io->s;
     request *r = *con_cls;
     (void)version;
     if (!r) {
@@ -831,11 +947,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!r) return MHD_NO;
         *con_cls = r;
         r->s = s;
+        r->io = io;
         r->conn = c;
         r->url = url;
         r->method = method;
         r->t0 = srv_now_ns();
-        request_id(s, r);
+        request_id(io, r);
         r->route = route_of(url, &r->metric);
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
@@ -886,8 +1003,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    server *s = cls;
     request *r = *con_cls;
+    (void)cls;
     (void)c;
     (void)toe;
     if (!r) return;
@@ -896,10 +1013,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         r->cl->body = 0;
         r->cl->since = srv_now_ns();
     }
-    if (r->counted) { /* the client went away before its answer */
-        r->counted = 0;
-        s->inflight--;
-    }
+    uncount(r); /* if the client went away before its answer */
     if (r->has_job) srv_job_free(&r->job);
     srv_buf_free(&r->body);
     free(r->chunks);
@@ -907,24 +1021,88 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
 }
 
+/* The connection counts of --max-connections and --max-connections-per-ip, over
+ * every loop: +1 or -1 for k's address; 1 when k is one too many. */
+static int count_connection(server *s, const client *k, int delta)
+{
+    int over = 0;
+    uv_mutex_lock(&s->lock);
+    size_t i = 0;
+    while (i < s->n_addrs && memcmp(&s->addrs[i].addr, &k->addr, sizeof k->addr)) i++;
+    if (i == s->n_addrs && delta > 0) {
+        if (s->n_addrs == s->cap_addrs) {
+            size_t cap = s->cap_addrs ? 2 * s->cap_addrs : 16;
+            addr_count *a = realloc(s->addrs, cap * sizeof *a);
+            if (!a) {
+                uv_mutex_unlock(&s->lock);
+                return 1; /* no memory to count it: refuse it */
+            }
+            s->addrs = a;
+            s->cap_addrs = cap;
+        }
+        s->addrs[s->n_addrs++] = (addr_count){k->addr, 0};
+    }
+    if (i < s->n_addrs) {
+        addr_count *a = &s->addrs[i];
+        a->n = delta > 0 ? a->n + 1 : a->n - 1;
+        s->connections = delta > 0 ? s->connections + 1 : s->connections - 1;
+        over = delta > 0 && (s->connections > s->cfg->max_connections ||
+                             a->n > s->cfg->max_connections_per_ip);
+        if (!a->n) s->addrs[i] = s->addrs[--s->n_addrs];
+    }
+    uv_mutex_unlock(&s->lock);
+    return over;
+}
+
+/* The client's address without its port: the key of the per-address count. */
+static void client_address(struct MHD_Connection *c, struct sockaddr_storage *key)
+{
+    memset(key, 0, sizeof *key);
+    const union MHD_ConnectionInfo *ai =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ai ? ai->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET) {
+        struct sockaddr_in *k4 = (struct sockaddr_in *)key;
+        k4->sin_family = AF_INET;
+        k4->sin_addr = ((const struct sockaddr_in *)sa)->sin_addr;
+    } else if (sa && sa->sa_family == AF_INET6) {
+        struct sockaddr_in6 *k6 = (struct sockaddr_in6 *)key;
+        k6->sin6_family = AF_INET6;
+        k6->sin6_addr = ((const struct sockaddr_in6 *)sa)->sin6_addr;
+    }
+}
+
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
-    server *s = cls;
+    ioloop *io = cls;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-        client *k = calloc(1, sizeof *k);
-        if (!k) return;
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        k->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
+        MHD_socket fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
+        client *k = calloc(1, sizeof *k);
+        if (!k) {
+            if (fd != MHD_INVALID_SOCKET) shutdown(fd, SHUT_RDWR); /* MHD closes it */
+            return;
+        }
+        k->fd = fd;
         k->since = srv_now_ns();
-        k->next = s->clients.next;
-        k->prev = &s->clients;
-        s->clients.next->prev = k;
-        s->clients.next = k;
+        client_address(c, &k->addr);
+        k->counted = 1;
+        /* One too many (over every loop): accepted, so shut down at once, which
+         * MHD then closes, as it closes one over its own limits. */
+        if (count_connection(io->s, k, +1) && k->fd != MHD_INVALID_SOCKET) {
+            shutdown(k->fd, SHUT_RDWR);
+            k->fd = MHD_INVALID_SOCKET; /* nothing for the sweep */
+        }
+        k->next = io->clients.next;
+        k->prev = &io->clients;
+        io->clients.next->prev = k;
+        io->clients.next = k;
         *socket_context = k;
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
         client *k = *socket_context;
+        if (k->counted) count_connection(io->s, k, -1);
         k->prev->next = k->next;
         k->next->prev = k->prev;
         free(k);
@@ -939,9 +1117,10 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
  * alone, suspended ones above all. */
 static void on_sweep(uv_timer_t *t)
 {
-    server *s = t->data;
-    uint64_t now = srv_now_ns(), limit_ns = 2000000000ULL * s->cfg->connection_timeout;
-    for (client *k = s->clients.next; k != &s->clients; k = k->next) {
+    ioloop *io = t->data;
+    uint64_t now = srv_now_ns(),
+             limit_ns = 2000000000ULL * io->s->cfg->connection_timeout;
+    for (client *k = io->clients.next; k != &io->clients; k = k->next) {
         if (k->busy || k->fd == MHD_INVALID_SOCKET) continue;
         uint64_t allowed = limit_ns + (uint64_t)(k->body / 65536) * 1000000000ULL;
         if (now - k->since > allowed) {
@@ -949,7 +1128,7 @@ static void on_sweep(uv_timer_t *t)
             k->fd = MHD_INVALID_SOCKET; /* once */
         }
     }
-    mhd_kick(s);
+    mhd_kick(io);
 }
 
 /* fmt is libmicrohttpd's own format string. */
@@ -964,20 +1143,20 @@ __attribute__((format(printf, 2, 0))) static void mhd_logger(void *cls, const ch
     srv_log(SRV_LOG_WARN, "libmicrohttpd: %s", msg);
 }
 
-/* ---- the loop ---- */
+/* ---- the loops ---- */
 
 static void on_timer(uv_timer_t *t);
 
-static void mhd_kick(server *s)
+static void mhd_kick(ioloop *io)
 {
-    if (!s->mhd) return;
-    MHD_run(s->mhd);
-    flush_pending(s);
+    if (!io->mhd) return;
+    MHD_run(io->mhd);
+    flush_pending(io);
     MHD_UNSIGNED_LONG_LONG to;
-    if (MHD_get_timeout(s->mhd, &to) == MHD_YES)
-        uv_timer_start(&s->timer, on_timer, (uint64_t)to, 0);
+    if (MHD_get_timeout(io->mhd, &to) == MHD_YES)
+        uv_timer_start(&io->timer, on_timer, (uint64_t)to, 0);
     else
-        uv_timer_stop(&s->timer);
+        uv_timer_stop(&io->timer);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -997,47 +1176,87 @@ static void on_close(uv_handle_t *h)
     (void)h;
 }
 
-static void stop(server *s)
+static uint64_t now_ms(void)
 {
-    uv_timer_stop(&s->drain);
-    uv_poll_stop(&s->poll);
-    uv_timer_stop(&s->timer);
-    /* No connection is suspended here (s->running == 0), so stopping is legal. */
-    MHD_stop_daemon(s->mhd);
-    s->mhd = NULL;
-    if (s->listen_fd != MHD_INVALID_SOCKET) close(s->listen_fd);
-    uv_close((uv_handle_t *)&s->poll, on_close);
-    uv_close((uv_handle_t *)&s->timer, on_close);
-    uv_close((uv_handle_t *)&s->drain, on_close);
-    uv_timer_stop(&s->sweep);
-    uv_close((uv_handle_t *)&s->sweep, on_close);
-    uv_close((uv_handle_t *)&s->sig_term, on_close);
-    uv_close((uv_handle_t *)&s->sig_int, on_close);
-    srv_log(SRV_LOG_INFO, "stopped");
+    return uv_hrtime() / 1000000u;
 }
 
+/* Closes a loop's handles, so that its uv_run returns. */
+static void stop_loop(ioloop *io)
+{
+    server *s = io->s;
+    uv_timer_stop(&io->drain);
+    uv_poll_stop(&io->poll);
+    uv_timer_stop(&io->timer);
+    /* No connection is suspended here (io->running == 0), so stopping is legal. */
+    MHD_stop_daemon(io->mhd);
+    io->mhd = NULL;
+    if (io->listen_fd != MHD_INVALID_SOCKET) close(io->listen_fd);
+    io->listen_fd = MHD_INVALID_SOCKET;
+    uv_close((uv_handle_t *)&io->poll, on_close);
+    uv_close((uv_handle_t *)&io->timer, on_close);
+    uv_close((uv_handle_t *)&io->drain, on_close);
+    uv_timer_stop(&io->sweep);
+    uv_close((uv_handle_t *)&io->sweep, on_close);
+    uv_close((uv_handle_t *)&io->wake, on_close);
+    /* No batch is in progress (io->running == 0): the compute thread is waiting,
+     * and leaves the pool; its end callback is the loop's last. */
+    uv_mutex_lock(&io->cmu);
+    io->cquit = 1;
+    uv_cond_signal(&io->ccv);
+    uv_mutex_unlock(&io->cmu);
+    uv_close((uv_handle_t *)&io->cwake, on_close);
+    if (io == &s->loops[0]) {
+        uv_close((uv_handle_t *)&s->sig_term, on_close);
+        uv_close((uv_handle_t *)&s->sig_int, on_close);
+        srv_log(SRV_LOG_INFO, "stopped");
+    } else {
+        atomic_fetch_add(&s->stopped, 1);
+    }
+}
+
+/* Every 10 ms while draining: the loops stop once every request in flight is
+ * answered (or the deadline passed for those still arriving), and until then
+ * answer their open connections (new work: 503 draining); the first loop, which
+ * holds the signal handlers, stops last, so that a second signal stays
+ * harmless. */
 static void on_drain(uv_timer_t *t)
 {
-    server *s = t->data;
-    if (s->running) return; /* suspended requests finish first, always */
-    if (s->inflight && uv_now(&s->loop) < s->drain_deadline) return;
-    stop(s);
+    ioloop *io = t->data;
+    server *s = io->s;
+    if (io->running) return; /* suspended requests finish first, always */
+    if (atomic_load(&s->inflight) && now_ms() < atomic_load(&s->drain_deadline)) return;
+    if (io == &s->loops[0] && atomic_load(&s->stopped) < s->n_loops - 1) return;
+    stop_loop(io);
+}
+
+/* Draining starts on every loop: the listening socket is closed at once, so that
+ * new connections are refused rather than left in the backlog (MHD no longer
+ * watches it in external mode). */
+static void on_wake(uv_async_t *a)
+{
+    ioloop *io = a->data;
+    if (!io->mhd) return;
+    MHD_socket fd = MHD_quiesce_daemon(io->mhd);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+    io->listen_fd = MHD_INVALID_SOCKET;
+    uv_timer_start(&io->drain, on_drain, 0, 10);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
 {
     server *s = h->data;
-    if (s->draining) return;
-    s->draining = 1;
+    if (atomic_exchange(&s->draining, 1)) return;
     srv_log(SRV_LOG_INFO, "%s: draining (%lu requests in flight)",
-            signum == SIGTERM ? "SIGTERM" : "SIGINT", s->inflight);
-    /* Closed at once, so that new connections are refused rather than left in
-     * the backlog: MHD no longer watches it in external mode. */
-    s->listen_fd = MHD_quiesce_daemon(s->mhd);
-    if (s->listen_fd != MHD_INVALID_SOCKET) close(s->listen_fd);
-    s->listen_fd = MHD_INVALID_SOCKET;
-    s->drain_deadline = uv_now(&s->loop) + 1000u * s->cfg->connection_timeout;
-    uv_timer_start(&s->drain, on_drain, 0, 10);
+            signum == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&s->inflight));
+    atomic_store(&s->drain_deadline, now_ms() + 1000u * s->cfg->connection_timeout);
+    for (size_t k = 0; k < s->n_loops; k++) uv_async_send(&s->loops[k].wake);
+}
+
+static void run_loop(void *arg)
+{
+    ioloop *io = arg;
+    uv_run(&io->loop, UV_RUN_DEFAULT);
 }
 
 static int bind_address(const char *bind, unsigned port, struct sockaddr_storage *ss,
@@ -1068,37 +1287,71 @@ static int bind_address(const char *bind, unsigned port, struct sockaddr_storage
     return -1;
 }
 
-int srv_server_run(srv_config *cfg)
+/* A listening TCP socket on addr (non-blocking, close-on-exec), or -1 with errno
+ * set.  reuseport: the port is shared with the other loops' sockets; do_listen 0:
+ * bound only (a check that the port is free). */
+static int listener(const struct sockaddr_storage *addr, int v6, int reuseport,
+                    int do_listen)
 {
-    static server srv; /* one per process; static so that nothing outlives it */
-    server *s = &srv;
-    memset(s, 0, sizeof *s);
-    s->cfg = cfg;
-    s->listen_fd = MHD_INVALID_SOCKET;
-    s->id_state = mix64((uint64_t)srv_now_ns() ^ ((uint64_t)getpid() << 32));
-    s->clients.next = s->clients.prev = &s->clients;
-    s->catalog = srv_catalog_json(NULL, &s->catalog_len);
-    if (!s->catalog) return 1;
+    int fd =
+        socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int one = 1;
+    socklen_t len = v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one)) ||
+        (v6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one)) ||
+        bind(fd, (const struct sockaddr *)addr, len) ||
+        (do_listen && listen(fd, SOMAXCONN))) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
 
-    struct sockaddr_storage addr;
-    int v6;
-    if (bind_address(cfg->bind, (unsigned)cfg->port, &addr, &v6)) {
-        fprintf(stderr, "lossd: --bind \"%s\" is not an IPv4 or IPv6 address\n",
-                cfg->bind);
-        return 2;
+/* The loops' listening sockets, one each, on one port.  With more than one loop
+ * they share the port (SO_REUSEPORT); the port is first bound once without it,
+ * so that a port another process holds is refused, not shared.  Returns 0, or
+ * -1 with errno set (and nothing left open). */
+static int listeners(server *s, struct sockaddr_storage *addr, int v6, unsigned *port)
+{
+    size_t n = s->n_loops;
+    if (n > 1 && *port) {
+        int probe = listener(addr, v6, 0, 0);
+        if (probe < 0) return -1;
+        close(probe);
     }
-    if (cfg->tls_cert && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
-        fprintf(stderr, "lossd: this libmicrohttpd has no TLS support\n");
-        return 2;
+    for (size_t k = 0; k < n; k++) {
+        s->loops[k].listen_fd = listener(addr, v6, n > 1, 1);
+        if (s->loops[k].listen_fd < 0) {
+            int e = errno;
+            while (k--) close(s->loops[k].listen_fd);
+            errno = e;
+            return -1;
+        }
+        if (k == 0) { /* --port 0: the others take the port the first got */
+            socklen_t len = sizeof *addr;
+            getsockname(s->loops[0].listen_fd, (struct sockaddr *)addr, &len);
+            *port = ntohs(v6 ? ((struct sockaddr_in6 *)addr)->sin6_port
+                             : ((struct sockaddr_in *)addr)->sin_port);
+        }
     }
+    return 0;
+}
+
+static struct MHD_Daemon *start_daemon(ioloop *io, int v6)
+{
+    const srv_config *cfg = io->s->cfg;
     unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
                          MHD_USE_TURBO | (v6 ? MHD_USE_IPv6 : 0) |
                          (cfg->tls_cert ? MHD_USE_TLS : 0);
     struct MHD_OptionItem opts[] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, NULL},
-        {MHD_OPTION_SOCK_ADDR, 0, &addr},
+        {MHD_OPTION_LISTEN_SOCKET, io->listen_fd, NULL},
+        /* A backstop: the limits are counted over every loop in on_connection. */
         {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->max_connections, NULL},
-        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, (intptr_t)cfg->max_connections_per_ip, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->connection_timeout, NULL},
         /* Each connection's buffer pool: request headers, read buffer (about half
          * the pool), response head.  A trade: libmicrohttpd 0.9.75 zeroes the
@@ -1106,41 +1359,100 @@ int srv_server_run(srv_config *cfg)
          * a read buffer at a time (an 8 MB binary body takes 6.5 ms end to end
          * with 64 KiB, 7.6 ms with 32 KiB, 11 ms with 16 KiB). */
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)(64 * 1024), NULL},
-        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s},
-        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, io},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, io},
         {MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1, NULL},
         {cfg->tls_cert ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, cfg->tls_key_pem},
         {MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls_cert_pem},
         {MHD_OPTION_END, 0, NULL},
     };
-    s->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
-                              MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
-    if (!s->mhd) {
+    return MHD_start_daemon(flags, 0, NULL, NULL, on_request, io, MHD_OPTION_ARRAY, opts,
+                            MHD_OPTION_END);
+}
+
+/* The loop's handles around its daemon. */
+static void init_loop(ioloop *io)
+{
+    const union MHD_DaemonInfo *ep =
+        MHD_get_daemon_info(io->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    uv_loop_init(&io->loop);
+    uv_poll_init(&io->loop, &io->poll, ep->epoll_fd);
+    uv_timer_init(&io->loop, &io->timer);
+    uv_timer_init(&io->loop, &io->drain);
+    uv_timer_init(&io->loop, &io->sweep);
+    uv_async_init(&io->loop, &io->wake, on_wake);
+    uv_async_init(&io->loop, &io->cwake, on_computed);
+    io->poll.data = io->timer.data = io->drain.data = io->sweep.data = io->wake.data = io;
+    io->cwake.data = io->compute.data = io;
+    uv_mutex_init(&io->cmu);
+    uv_cond_init(&io->ccv);
+    uv_queue_work(&io->loop, &io->compute, compute_main, compute_end);
+    uv_timer_start(&io->sweep, on_sweep, 1000, 1000);
+    uv_poll_start(&io->poll, UV_READABLE, on_poll);
+}
+
+int srv_server_run(srv_config *cfg)
+{
+    static server srv; /* one per process; static so that nothing outlives it */
+    server *s = &srv;
+    memset(s, 0, sizeof *s);
+    s->cfg = cfg;
+    uv_mutex_init(&s->lock);
+    s->catalog = srv_catalog_json(NULL, &s->catalog_len);
+    if (!s->catalog) return 1;
+    int rc = 1;
+
+    struct sockaddr_storage addr;
+    int v6;
+    if (bind_address(cfg->bind, (unsigned)cfg->port, &addr, &v6)) {
+        fprintf(stderr, "lossd: --bind \"%s\" is not an IPv4 or IPv6 address\n",
+                cfg->bind);
+        rc = 2;
+        goto out;
+    }
+    if (cfg->tls_cert && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        fprintf(stderr, "lossd: this libmicrohttpd has no TLS support\n");
+        rc = 2;
+        goto out;
+    }
+    s->n_loops = cfg->io_threads ? cfg->io_threads : 1;
+    s->loops = calloc(s->n_loops, sizeof *s->loops);
+    if (!s->loops) goto out;
+    unsigned port = (unsigned)cfg->port;
+    if (listeners(s, &addr, v6, &port)) {
         fprintf(stderr, "lossd: cannot listen on %s port %lu: %s\n", cfg->bind, cfg->port,
                 strerror(errno));
-        srv_mem_free(s->catalog);
-        return 1;
+        goto out;
     }
-    const union MHD_DaemonInfo *ep =
-        MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    const union MHD_DaemonInfo *pi =
-        MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
-    unsigned port = pi ? pi->port : (unsigned)cfg->port;
-
-    uv_loop_init(&s->loop);
-    uv_poll_init(&s->loop, &s->poll, ep->epoll_fd);
-    uv_timer_init(&s->loop, &s->timer);
-    uv_timer_init(&s->loop, &s->drain);
-    uv_timer_init(&s->loop, &s->sweep);
-    uv_signal_init(&s->loop, &s->sig_term);
-    uv_signal_init(&s->loop, &s->sig_int);
-    s->poll.data = s->timer.data = s->drain.data = s->sig_term.data = s->sig_int.data = s;
-    s->sweep.data = s;
-    uv_timer_start(&s->sweep, on_sweep, 1000, 1000);
-    uv_poll_start(&s->poll, UV_READABLE, on_poll);
+    uint64_t seed = mix64((uint64_t)srv_now_ns() ^ ((uint64_t)getpid() << 32));
+    size_t started = 0;
+    for (; started < s->n_loops; started++) {
+        ioloop *io = &s->loops[started];
+        io->s = s;
+        io->clients.next = io->clients.prev = &io->clients;
+        io->id_state = mix64(seed + started);
+        io->mhd = start_daemon(io, v6);
+        if (!io->mhd) break;
+    }
+    if (started < s->n_loops) {
+        fprintf(stderr, "lossd: cannot start the HTTP server on %s port %u: %s\n",
+                cfg->bind, port, strerror(errno));
+        for (size_t k = 0; k < s->n_loops; k++) {
+            if (k < started)
+                MHD_stop_daemon(s->loops[k].mhd); /* closes its socket */
+            else
+                close(s->loops[k].listen_fd);
+        }
+        goto out;
+    }
+    for (size_t k = 0; k < s->n_loops; k++) init_loop(&s->loops[k]);
+    ioloop *first = &s->loops[0];
+    uv_signal_init(&first->loop, &s->sig_term);
+    uv_signal_init(&first->loop, &s->sig_int);
+    s->sig_term.data = s->sig_int.data = s;
     uv_signal_start(&s->sig_term, on_signal, SIGTERM);
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
-    mhd_kick(s);
+    for (size_t k = 0; k < s->n_loops; k++) mhd_kick(&s->loops[k]);
 
     char host[INET6_ADDRSTRLEN] = "?";
     if (v6)
@@ -1151,11 +1463,24 @@ int srv_server_run(srv_config *cfg)
     printf("lossd listening on %s://%s%s%s:%u\n", cfg->tls_cert ? "https" : "http",
            v6 ? "[" : "", host, v6 ? "]" : "", port);
     fflush(stdout);
-    srv_log(SRV_LOG_INFO, "version %s, %lu compute threads, max body %llu bytes",
-            SRV_VERSION, cfg->threads, cfg->max_body_bytes);
+    srv_log(SRV_LOG_INFO,
+            "version %s, %lu compute threads, %zu I/O threads, max body %llu bytes",
+            SRV_VERSION, cfg->threads, s->n_loops, cfg->max_body_bytes);
 
-    uv_run(&s->loop, UV_RUN_DEFAULT);
-    int rc = uv_loop_close(&s->loop) == 0 ? 0 : 1;
+    for (size_t k = 1; k < s->n_loops; k++)
+        uv_thread_create(&s->loops[k].thread, run_loop, &s->loops[k]);
+    uv_run(&first->loop, UV_RUN_DEFAULT);
+    rc = 0;
+    for (size_t k = 1; k < s->n_loops; k++) uv_thread_join(&s->loops[k].thread);
+    for (size_t k = 0; k < s->n_loops; k++) {
+        if (uv_loop_close(&s->loops[k].loop)) rc = 1;
+        uv_mutex_destroy(&s->loops[k].cmu);
+        uv_cond_destroy(&s->loops[k].ccv);
+    }
+out:
+    free(s->loops);
+    free(s->addrs);
     srv_mem_free(s->catalog);
+    uv_mutex_destroy(&s->lock);
     return rc;
 }

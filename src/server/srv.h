@@ -405,6 +405,7 @@ typedef struct srv_config {
     char *bind;
     unsigned long port;
     unsigned long threads;
+    unsigned long io_threads;
     unsigned long long max_body_bytes;
     char *api_key_file, *tls_cert, *tls_key;
     int log_json;

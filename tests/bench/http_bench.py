@@ -142,11 +142,13 @@ def start_peer(workers, keep_nagle=False):
                      else ", TCP_NODELAY"))
 
 
-def start_lossd(path, threads):
+def start_lossd(path, threads, io_threads=None):
     log = os.path.join(TMP, "lossd.log")
     cmd = [path, "--bind", "127.0.0.1", "--port", "0", "--max-body-bytes", str(256 << 20)]
     if threads:
         cmd += ["--threads", str(threads)]
+    if io_threads:
+        cmd += ["--io-threads", str(io_threads)]
     with open(log, "wb") as err:
         proc = spawn(cmd, stdout=subprocess.PIPE, stderr=err)
     line, buf, deadline = None, b"", time.monotonic() + 30
@@ -175,7 +177,8 @@ def start_lossd(path, threads):
     host = f"[{host}]" if ":" in host else host
     url = f"{m.group(1)}://{host}:{m.group(3)}"
     wait_healthy("lossd", proc, url, log)
-    return Server("lossd", url, proc, f"{path}, threads={threads or 'default'}")
+    return Server("lossd", url, proc,
+                  f"{path}, threads={threads or 'default'}, io-threads={io_threads or 'default'}")
 
 
 def start_nginx(fixed_body):
@@ -481,6 +484,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--lossd", help="path to the lossd binary (omit to run the peer only)")
     ap.add_argument("--lossd-threads", type=int, help="lossd --threads (default: lossd's own)")
+    ap.add_argument("--lossd-io-threads", type=int, help="lossd --io-threads (default: lossd's own)")
     ap.add_argument("--peer-workers", type=int, default=2, help="uvicorn workers (default 2)")
     ap.add_argument("--duration", type=int, default=10, help="wrk seconds per server (10)")
     ap.add_argument("--warmup", type=int, default=1, help="discarded wrk warm-up seconds (1)")
@@ -517,7 +521,8 @@ def main():
     servers = []
     try:
         if args.lossd and os.path.isfile(args.lossd) and os.access(args.lossd, os.X_OK):
-            servers.append(start_lossd(os.path.abspath(args.lossd), args.lossd_threads))
+            servers.append(start_lossd(os.path.abspath(args.lossd), args.lossd_threads,
+                                       args.lossd_io_threads))
         else:
             print(f"note: lossd not run ({'--lossd not given' if not args.lossd else args.lossd + ' does not exist (yet)'}); "
                   "peer only", flush=True)
