@@ -61,7 +61,8 @@ static void hist(srv_buf *b, const char *name, const char *label, const char *va
                    value, h->sum, name, label, value, h->count);
 }
 
-char *srv_metrics_text(const srv_metrics *m, unsigned long inflight, size_t *len)
+char *srv_metrics_text(const srv_metrics *m, unsigned long inflight,
+                       const unsigned long *open, size_t n_loops, size_t *len)
 {
     srv_buf b = {0};
     srv_buf_puts(
@@ -108,6 +109,10 @@ char *srv_metrics_text(const srv_metrics *m, unsigned long inflight, size_t *len
         "# HELP lossd_build_info Version of this lossd.\n"
         "# TYPE lossd_build_info gauge\nlossd_build_info{version=\"%s\"} 1\n",
         inflight, m->bytes_in, m->bytes_out, m->rejected_overload, SRV_VERSION);
+    srv_buf_puts(&b, "# HELP lossd_open_connections Open connections, by I/O thread.\n"
+                     "# TYPE lossd_open_connections gauge\n");
+    for (size_t k = 0; k < n_loops; k++)
+        srv_buf_printf(&b, "lossd_open_connections{io_thread=\"%zu\"} %lu\n", k, open[k]);
     if (b.toobig || !b.data) {
         srv_buf_free(&b);
         return NULL;

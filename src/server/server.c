@@ -1,14 +1,14 @@
 /* server.c - the HTTP server: libmicrohttpd for HTTP, driven by libuv loops (one
  * per --io-threads); request work on the libuv pool.
  *
- * Wiring.  Each I/O thread runs a libuv loop and an MHD daemon of its own on its
- * own listening socket; the sockets share the port (SO_REUSEPORT), so the kernel
- * spreads connections over the loops, and a connection stays on its loop.  MHD
- * runs without threads of its own (MHD_USE_EPOLL, external mode): its epoll
- * descriptor sits in a uv_poll_t on the loop and a uv_timer_t follows
- * MHD_get_timeout, so every MHD callback of a daemon runs on its loop's thread.
- * What the loops share (admission, connection counts, metrics, draining) is in
- * the server, behind atomics or its lock.
+ * Wiring.  Each I/O thread runs a libuv loop and an MHD daemon of its own.  The
+ * first loop accepts every connection on the one listening socket and hands it
+ * to the loop with the fewest open connections (MHD_add_connection on that
+ * loop's thread), where it stays.  MHD runs without threads of its own
+ * (MHD_USE_EPOLL, external mode): its epoll descriptor sits in a uv_poll_t on
+ * the loop and a uv_timer_t follows MHD_get_timeout, so every MHD callback of a
+ * daemon runs on its loop's thread.  What the loops share (admission, connection
+ * counts, metrics, draining) is in the server, behind atomics or its lock.
  *
  * The access handler collects the body (bounded) and suspends the connection.
  * A small request then goes, with the others of the same MHD_run, to its loop's
@@ -76,6 +76,13 @@ typedef struct client {
     struct sockaddr_storage addr;
 } client;
 
+/* An accepted connection on its way to a loop. */
+typedef struct accepted {
+    MHD_socket fd;
+    struct sockaddr_storage addr;
+    socklen_t len;
+} accepted;
+
 /* Open connections from one client address (--max-connections-per-ip). */
 typedef struct addr_count {
     struct sockaddr_storage addr; /* the address only: port 0 */
@@ -90,12 +97,16 @@ typedef struct ioloop {
     uv_loop_t loop;
     uv_thread_t thread; /* loops after the first; the first runs on main's thread */
     struct MHD_Daemon *mhd;
-    MHD_socket listen_fd;
     uv_poll_t poll;
     uv_timer_t timer;
     uv_timer_t drain;
     uv_timer_t sweep;
-    uv_async_t wake;         /* draining starts (sent by the signal handler) */
+    uv_async_t wake;   /* draining starts (sent by the signal handler) */
+    uv_async_t handed; /* connections were handed to this loop */
+    accepted *inbox;   /* under the server's lock */
+    size_t n_inbox, cap_inbox;
+    unsigned long open;      /* connections on this loop (the server's lock) */
+    int adding;              /* MHD_add_connection is running: its count is not taken */
     unsigned long running;   /* suspended requests with work on the pool */
     struct request *pending; /* small requests to hand to the pool after MHD_run */
     size_t n_pending;
@@ -120,6 +131,9 @@ struct server {
     srv_config *cfg;
     ioloop *loops;
     size_t n_loops;
+    MHD_socket listen_fd;
+    uv_poll_t accept_poll;         /* on the first loop */
+    uv_timer_t accept_wait;        /* accept paused (out of descriptors) */
     uv_signal_t sig_term, sig_int; /* on the first loop */
     atomic_int draining;
     atomic_ulong inflight;           /* admitted requests not yet answered, every loop */
@@ -451,8 +465,12 @@ static enum MHD_Result handle_get(request *r)
     }
     case R_METRICS: {
         size_t len;
+        unsigned long open[64]; /* --io-threads is at most 64 */
+        size_t n = s->n_loops < 64 ? s->n_loops : 64;
         uv_mutex_lock(&s->lock);
-        char *body = srv_metrics_text(&s->metrics, atomic_load(&s->inflight), &len);
+        for (size_t k = 0; k < n; k++) open[k] = s->loops[k].open;
+        char *body =
+            srv_metrics_text(&s->metrics, atomic_load(&s->inflight), open, n, &len);
         uv_mutex_unlock(&s->lock);
         if (!body) return MHD_NO;
         return respond(r, 200, body, len, "text/plain; version=0.0.4; charset=utf-8", 1,
@@ -1023,44 +1041,63 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 /* The connection counts of --max-connections and --max-connections-per-ip, over
  * every loop: +1 or -1 for k's address; 1 when k is one too many. */
-static int count_connection(server *s, const client *k, int delta)
+/* The per-address count of addr (under the lock), added when add; NULL when it
+ * is not there (or there is no memory to add it). */
+static addr_count *addr_slot(server *s, const struct sockaddr_storage *addr, int add)
 {
-    int over = 0;
-    uv_mutex_lock(&s->lock);
-    size_t i = 0;
-    while (i < s->n_addrs && memcmp(&s->addrs[i].addr, &k->addr, sizeof k->addr)) i++;
-    if (i == s->n_addrs && delta > 0) {
-        if (s->n_addrs == s->cap_addrs) {
-            size_t cap = s->cap_addrs ? 2 * s->cap_addrs : 16;
-            addr_count *a = realloc(s->addrs, cap * sizeof *a);
-            if (!a) {
-                uv_mutex_unlock(&s->lock);
-                return 1; /* no memory to count it: refuse it */
-            }
-            s->addrs = a;
-            s->cap_addrs = cap;
-        }
-        s->addrs[s->n_addrs++] = (addr_count){k->addr, 0};
+    for (size_t i = 0; i < s->n_addrs; i++)
+        if (!memcmp(&s->addrs[i].addr, addr, sizeof *addr)) return &s->addrs[i];
+    if (!add) return NULL;
+    if (s->n_addrs == s->cap_addrs) {
+        size_t cap = s->cap_addrs ? 2 * s->cap_addrs : 16;
+        addr_count *a = realloc(s->addrs, cap * sizeof *a);
+        if (!a) return NULL;
+        s->addrs = a;
+        s->cap_addrs = cap;
     }
-    if (i < s->n_addrs) {
-        addr_count *a = &s->addrs[i];
-        a->n = delta > 0 ? a->n + 1 : a->n - 1;
-        s->connections = delta > 0 ? s->connections + 1 : s->connections - 1;
-        over = delta > 0 && (s->connections > s->cfg->max_connections ||
-                             a->n > s->cfg->max_connections_per_ip);
-        if (!a->n) s->addrs[i] = s->addrs[--s->n_addrs];
+    s->addrs[s->n_addrs] = (addr_count){*addr, 0};
+    return &s->addrs[s->n_addrs++];
+}
+
+/* Counts a new connection from addr and picks the loop with the fewest open
+ * connections for it; NULL when it is one too many (--max-connections,
+ * --max-connections-per-ip) or there is no memory to count it. */
+static ioloop *admit_connection(server *s, const struct sockaddr_storage *addr)
+{
+    ioloop *io = NULL;
+    uv_mutex_lock(&s->lock);
+    addr_count *a = addr_slot(s, addr, 1);
+    if (a && s->connections < s->cfg->max_connections &&
+        a->n < s->cfg->max_connections_per_ip) {
+        io = &s->loops[0];
+        for (size_t k = 1; k < s->n_loops; k++)
+            if (s->loops[k].open < io->open) io = &s->loops[k];
+        a->n++;
+        s->connections++;
+        io->open++;
+    } else if (a && !a->n) {
+        *a = s->addrs[--s->n_addrs];
     }
     uv_mutex_unlock(&s->lock);
-    return over;
+    return io;
+}
+
+/* A connection of io's from addr closed (or never started). */
+static void release_connection(ioloop *io, const struct sockaddr_storage *addr)
+{
+    server *s = io->s;
+    uv_mutex_lock(&s->lock);
+    addr_count *a = addr_slot(s, addr, 0);
+    if (a && !--a->n) *a = s->addrs[--s->n_addrs];
+    s->connections--;
+    io->open--;
+    uv_mutex_unlock(&s->lock);
 }
 
 /* The client's address without its port: the key of the per-address count. */
-static void client_address(struct MHD_Connection *c, struct sockaddr_storage *key)
+static void client_address(const struct sockaddr *sa, struct sockaddr_storage *key)
 {
     memset(key, 0, sizeof *key);
-    const union MHD_ConnectionInfo *ai =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const struct sockaddr *sa = ai ? ai->client_addr : NULL;
     if (sa && sa->sa_family == AF_INET) {
         struct sockaddr_in *k4 = (struct sockaddr_in *)key;
         k4->sin_family = AF_INET;
@@ -1072,6 +1109,8 @@ static void client_address(struct MHD_Connection *c, struct sockaddr_storage *ke
     }
 }
 
+/* The connection was counted when it was accepted (on_accept): here it gets its
+ * sweep entry, and leaves the counts when it closes. */
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
@@ -1079,22 +1118,21 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        MHD_socket fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
+        const union MHD_ConnectionInfo *ai =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        struct sockaddr_storage addr;
+        client_address(ai ? ai->client_addr : NULL, &addr);
         client *k = calloc(1, sizeof *k);
-        if (!k) {
-            if (fd != MHD_INVALID_SOCKET) shutdown(fd, SHUT_RDWR); /* MHD closes it */
+        if (!k) { /* out of the counts now; shut down, which MHD then closes */
+            release_connection(io, &addr);
+            if (ci) shutdown(ci->connect_fd, SHUT_RDWR);
             return;
         }
-        k->fd = fd;
+        k->fd = ci ? ci->connect_fd : MHD_INVALID_SOCKET;
         k->since = srv_now_ns();
-        client_address(c, &k->addr);
-        k->counted = 1;
-        /* One too many (over every loop): accepted, so shut down at once, which
-         * MHD then closes, as it closes one over its own limits. */
-        if (count_connection(io->s, k, +1) && k->fd != MHD_INVALID_SOCKET) {
-            shutdown(k->fd, SHUT_RDWR);
-            k->fd = MHD_INVALID_SOCKET; /* nothing for the sweep */
-        }
+        k->addr = addr;
+        k->counted = io->adding; /* it takes over the count of on_accept */
+        io->adding = 0;
         k->next = io->clients.next;
         k->prev = &io->clients;
         io->clients.next->prev = k;
@@ -1102,7 +1140,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         *socket_context = k;
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
         client *k = *socket_context;
-        if (k->counted) count_connection(io->s, k, -1);
+        if (k->counted) release_connection(io, &k->addr);
         k->prev->next = k->next;
         k->next->prev = k->prev;
         free(k);
@@ -1191,8 +1229,20 @@ static void stop_loop(ioloop *io)
     /* No connection is suspended here (io->running == 0), so stopping is legal. */
     MHD_stop_daemon(io->mhd);
     io->mhd = NULL;
-    if (io->listen_fd != MHD_INVALID_SOCKET) close(io->listen_fd);
-    io->listen_fd = MHD_INVALID_SOCKET;
+    uv_mutex_lock(&s->lock); /* connections handed over too late: closed */
+    accepted *late = io->inbox;
+    size_t n_late = io->n_inbox;
+    io->inbox = NULL;
+    io->n_inbox = io->cap_inbox = 0;
+    uv_mutex_unlock(&s->lock);
+    for (size_t i = 0; i < n_late; i++) {
+        struct sockaddr_storage key;
+        client_address((struct sockaddr *)&late[i].addr, &key);
+        close(late[i].fd);
+        release_connection(io, &key);
+    }
+    free(late);
+    uv_close((uv_handle_t *)&io->handed, on_close);
     uv_close((uv_handle_t *)&io->poll, on_close);
     uv_close((uv_handle_t *)&io->timer, on_close);
     uv_close((uv_handle_t *)&io->drain, on_close);
@@ -1207,6 +1257,9 @@ static void stop_loop(ioloop *io)
     uv_mutex_unlock(&io->cmu);
     uv_close((uv_handle_t *)&io->cwake, on_close);
     if (io == &s->loops[0]) {
+        uv_close((uv_handle_t *)&s->accept_poll, on_close);
+        uv_timer_stop(&s->accept_wait);
+        uv_close((uv_handle_t *)&s->accept_wait, on_close);
         uv_close((uv_handle_t *)&s->sig_term, on_close);
         uv_close((uv_handle_t *)&s->sig_int, on_close);
         srv_log(SRV_LOG_INFO, "stopped");
@@ -1230,17 +1283,11 @@ static void on_drain(uv_timer_t *t)
     stop_loop(io);
 }
 
-/* Draining starts on every loop: the listening socket is closed at once, so that
- * new connections are refused rather than left in the backlog (MHD no longer
- * watches it in external mode). */
+/* Draining starts on every loop. */
 static void on_wake(uv_async_t *a)
 {
     ioloop *io = a->data;
-    if (!io->mhd) return;
-    MHD_socket fd = MHD_quiesce_daemon(io->mhd);
-    if (fd != MHD_INVALID_SOCKET) close(fd);
-    io->listen_fd = MHD_INVALID_SOCKET;
-    uv_timer_start(&io->drain, on_drain, 0, 10);
+    if (io->mhd) uv_timer_start(&io->drain, on_drain, 0, 10);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -1249,8 +1296,106 @@ static void on_signal(uv_signal_t *h, int signum)
     if (atomic_exchange(&s->draining, 1)) return;
     srv_log(SRV_LOG_INFO, "%s: draining (%lu requests in flight)",
             signum == SIGTERM ? "SIGTERM" : "SIGINT", atomic_load(&s->inflight));
+    /* Closed at once, so that new connections are refused rather than left in
+     * the backlog. */
+    uv_poll_stop(&s->accept_poll);
+    uv_timer_stop(&s->accept_wait);
+    close(s->listen_fd);
+    s->listen_fd = MHD_INVALID_SOCKET;
     atomic_store(&s->drain_deadline, now_ms() + 1000u * s->cfg->connection_timeout);
     for (size_t k = 0; k < s->n_loops; k++) uv_async_send(&s->loops[k].wake);
+}
+
+/* ---- accepting: the first loop accepts, the least busy loop serves ---- */
+
+/* On a loop: the connections handed to it join its daemon.  MHD closes a socket
+ * it cannot take; the count of on_accept goes to the connection's client entry
+ * (on_connection) or, if MHD never started the connection, is released here. */
+static void on_handed(uv_async_t *a)
+{
+    ioloop *io = a->data;
+    server *s = io->s;
+    for (;;) {
+        accepted c;
+        uv_mutex_lock(&s->lock);
+        int got = io->n_inbox > 0;
+        if (got) c = io->inbox[--io->n_inbox];
+        uv_mutex_unlock(&s->lock);
+        if (!got) break;
+        io->adding = 1;
+        if (io->mhd)
+            MHD_add_connection(io->mhd, c.fd, (const struct sockaddr *)&c.addr, c.len);
+        else
+            close(c.fd);
+        if (io->adding) {
+            struct sockaddr_storage key;
+            client_address((const struct sockaddr *)&c.addr, &key);
+            release_connection(io, &key);
+        }
+        io->adding = 0;
+    }
+    mhd_kick(io);
+}
+
+static void on_accept(uv_poll_t *p, int status, int events);
+
+static void on_accept_wait(uv_timer_t *t)
+{
+    server *s = t->data;
+    if (s->listen_fd != MHD_INVALID_SOCKET)
+        uv_poll_start(&s->accept_poll, UV_READABLE, on_accept);
+}
+
+static void on_accept(uv_poll_t *p, int status, int events)
+{
+    server *s = p->data;
+    (void)status;
+    (void)events;
+    for (int i = 0; i < 64 && s->listen_fd != MHD_INVALID_SOCKET; i++) {
+        accepted c;
+        c.len = sizeof c.addr;
+        c.fd = accept4(s->listen_fd, (struct sockaddr *)&c.addr, &c.len,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c.fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                /* Out of descriptors or memory: the socket stays readable, so
+                 * wait a little instead of spinning. */
+                srv_log(SRV_LOG_WARN, "accept: %s; retrying in 100 ms", strerror(errno));
+                uv_poll_stop(&s->accept_poll);
+                uv_timer_start(&s->accept_wait, on_accept_wait, 100, 0);
+            }
+            return;
+        }
+        struct sockaddr_storage key;
+        client_address((const struct sockaddr *)&c.addr, &key);
+        ioloop *io = admit_connection(s, &key);
+        if (!io) { /* one too many: closed at once, as MHD does over its limits */
+            close(c.fd);
+            continue;
+        }
+        int queued = 0;
+        uv_mutex_lock(&s->lock);
+        if (io->n_inbox == io->cap_inbox) {
+            size_t cap = io->cap_inbox ? 2 * io->cap_inbox : 16;
+            accepted *in = realloc(io->inbox, cap * sizeof *in);
+            if (in) {
+                io->inbox = in;
+                io->cap_inbox = cap;
+            }
+        }
+        if (io->n_inbox < io->cap_inbox) {
+            io->inbox[io->n_inbox++] = c;
+            queued = 1;
+        }
+        uv_mutex_unlock(&s->lock);
+        if (!queued) {
+            close(c.fd);
+            release_connection(io, &key);
+            continue;
+        }
+        uv_async_send(&io->handed);
+    }
 }
 
 static void run_loop(void *arg)
@@ -1287,11 +1432,9 @@ static int bind_address(const char *bind, unsigned port, struct sockaddr_storage
     return -1;
 }
 
-/* A listening TCP socket on addr (non-blocking, close-on-exec), or -1 with errno
- * set.  reuseport: the port is shared with the other loops' sockets; do_listen 0:
- * bound only (a check that the port is free). */
-static int listener(const struct sockaddr_storage *addr, int v6, int reuseport,
-                    int do_listen)
+/* The listening TCP socket on addr (non-blocking, close-on-exec), or -1 with
+ * errno set. */
+static int listener(const struct sockaddr_storage *addr, int v6)
 {
     int fd =
         socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -1299,10 +1442,8 @@ static int listener(const struct sockaddr_storage *addr, int v6, int reuseport,
     int one = 1;
     socklen_t len = v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-        (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one)) ||
         (v6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one)) ||
-        bind(fd, (const struct sockaddr *)addr, len) ||
-        (do_listen && listen(fd, SOMAXCONN))) {
+        bind(fd, (const struct sockaddr *)addr, len) || listen(fd, SOMAXCONN)) {
         int e = errno;
         close(fd);
         errno = e;
@@ -1311,46 +1452,15 @@ static int listener(const struct sockaddr_storage *addr, int v6, int reuseport,
     return fd;
 }
 
-/* The loops' listening sockets, one each, on one port.  With more than one loop
- * they share the port (SO_REUSEPORT); the port is first bound once without it,
- * so that a port another process holds is refused, not shared.  Returns 0, or
- * -1 with errno set (and nothing left open). */
-static int listeners(server *s, struct sockaddr_storage *addr, int v6, unsigned *port)
-{
-    size_t n = s->n_loops;
-    if (n > 1 && *port) {
-        int probe = listener(addr, v6, 0, 0);
-        if (probe < 0) return -1;
-        close(probe);
-    }
-    for (size_t k = 0; k < n; k++) {
-        s->loops[k].listen_fd = listener(addr, v6, n > 1, 1);
-        if (s->loops[k].listen_fd < 0) {
-            int e = errno;
-            while (k--) close(s->loops[k].listen_fd);
-            errno = e;
-            return -1;
-        }
-        if (k == 0) { /* --port 0: the others take the port the first got */
-            socklen_t len = sizeof *addr;
-            getsockname(s->loops[0].listen_fd, (struct sockaddr *)addr, &len);
-            *port = ntohs(v6 ? ((struct sockaddr_in6 *)addr)->sin6_port
-                             : ((struct sockaddr_in *)addr)->sin_port);
-        }
-    }
-    return 0;
-}
-
 static struct MHD_Daemon *start_daemon(ioloop *io, int v6)
 {
     const srv_config *cfg = io->s->cfg;
     unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
-                         MHD_USE_TURBO | (v6 ? MHD_USE_IPv6 : 0) |
-                         (cfg->tls_cert ? MHD_USE_TLS : 0);
+                         MHD_USE_TURBO | MHD_USE_NO_LISTEN_SOCKET |
+                         (v6 ? MHD_USE_IPv6 : 0) | (cfg->tls_cert ? MHD_USE_TLS : 0);
     struct MHD_OptionItem opts[] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, NULL},
-        {MHD_OPTION_LISTEN_SOCKET, io->listen_fd, NULL},
-        /* A backstop: the limits are counted over every loop in on_connection. */
+        /* A backstop: the limits are counted over every loop in on_accept. */
         {MHD_OPTION_CONNECTION_LIMIT, (intptr_t)cfg->max_connections, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)cfg->connection_timeout, NULL},
         /* Each connection's buffer pool: request headers, read buffer (about half
@@ -1381,6 +1491,8 @@ static void init_loop(ioloop *io)
     uv_timer_init(&io->loop, &io->drain);
     uv_timer_init(&io->loop, &io->sweep);
     uv_async_init(&io->loop, &io->wake, on_wake);
+    uv_async_init(&io->loop, &io->handed, on_handed);
+    io->handed.data = io;
     uv_async_init(&io->loop, &io->cwake, on_computed);
     io->poll.data = io->timer.data = io->drain.data = io->sweep.data = io->wake.data = io;
     io->cwake.data = io->compute.data = io;
@@ -1418,12 +1530,16 @@ int srv_server_run(srv_config *cfg)
     s->n_loops = cfg->io_threads ? cfg->io_threads : 1;
     s->loops = calloc(s->n_loops, sizeof *s->loops);
     if (!s->loops) goto out;
-    unsigned port = (unsigned)cfg->port;
-    if (listeners(s, &addr, v6, &port)) {
+    s->listen_fd = listener(&addr, v6);
+    if (s->listen_fd < 0) {
         fprintf(stderr, "lossd: cannot listen on %s port %lu: %s\n", cfg->bind, cfg->port,
                 strerror(errno));
         goto out;
     }
+    socklen_t alen = sizeof addr; /* --port 0: the port it got */
+    getsockname(s->listen_fd, (struct sockaddr *)&addr, &alen);
+    unsigned port = ntohs(v6 ? ((struct sockaddr_in6 *)&addr)->sin6_port
+                             : ((struct sockaddr_in *)&addr)->sin_port);
     uint64_t seed = mix64((uint64_t)srv_now_ns() ^ ((uint64_t)getpid() << 32));
     size_t started = 0;
     for (; started < s->n_loops; started++) {
@@ -1437,12 +1553,8 @@ int srv_server_run(srv_config *cfg)
     if (started < s->n_loops) {
         fprintf(stderr, "lossd: cannot start the HTTP server on %s port %u: %s\n",
                 cfg->bind, port, strerror(errno));
-        for (size_t k = 0; k < s->n_loops; k++) {
-            if (k < started)
-                MHD_stop_daemon(s->loops[k].mhd); /* closes its socket */
-            else
-                close(s->loops[k].listen_fd);
-        }
+        for (size_t k = 0; k < started; k++) MHD_stop_daemon(s->loops[k].mhd);
+        close(s->listen_fd);
         goto out;
     }
     for (size_t k = 0; k < s->n_loops; k++) init_loop(&s->loops[k]);
@@ -1452,6 +1564,10 @@ int srv_server_run(srv_config *cfg)
     s->sig_term.data = s->sig_int.data = s;
     uv_signal_start(&s->sig_term, on_signal, SIGTERM);
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    uv_poll_init(&first->loop, &s->accept_poll, s->listen_fd);
+    uv_timer_init(&first->loop, &s->accept_wait);
+    s->accept_poll.data = s->accept_wait.data = s;
+    uv_poll_start(&s->accept_poll, UV_READABLE, on_accept);
     for (size_t k = 0; k < s->n_loops; k++) mhd_kick(&s->loops[k]);
 
     char host[INET6_ADDRSTRLEN] = "?";

@@ -479,7 +479,9 @@ void srv_metrics_request(srv_metrics *m, int endpoint, int status, double second
                          size_t in, size_t out);
 void srv_metrics_stage(srv_metrics *m, int stage, double seconds);
 /* The Prometheus text exposition (malloc'ed). */
-char *srv_metrics_text(const srv_metrics *m, unsigned long inflight, size_t *len);
+/* The Prometheus text; open[k]: connections on I/O loop k. */
+char *srv_metrics_text(const srv_metrics *m, unsigned long inflight,
+                       const unsigned long *open, size_t n_loops, size_t *len);
 
 /* ---- server.c ---- */
 int srv_server_run(srv_config *cfg);

@@ -1,7 +1,7 @@
 """Several I/O loops (--io-threads): each a libuv loop with its own libmicrohttpd
-daemon and listening socket on the same port.  Connections spread over the loops;
-what the loops share must add up over all of them: the metrics, the connection
-limits, the port itself."""
+daemon; the first accepts every connection and hands it to the loop with the
+fewest.  What the loops share must add up over all of them: the metrics, the
+connection limits, draining (test_lifecycle.py)."""
 
 import socket
 import subprocess
@@ -56,11 +56,37 @@ def test_many_connections_over_loops_all_exact(start_lossd):
     assert m1[("lossd_inflight_requests", "")] == 0
 
 
+def open_by_loop(srv):
+    _, m = get_metrics(srv)
+    return {k[1]: v for k, v in m.items() if k[0] == "lossd_open_connections"}
+
+
+def test_connections_go_to_the_least_busy_loop(start_lossd):
+    """9 connections on 3 loops: 3 each (the /metrics connection itself is the
+    10th, and counted too); closed ones leave the counts."""
+    srv = start_lossd("--io-threads", "3")
+    conns = [srv.connect() for _ in range(9)]
+    try:
+        for c in conns:  # each served, so each is on its loop by now
+            r = ask(c, apiutil.ResponseReader(c))
+            assert r is not None and r.status == 200, r
+        counts = open_by_loop(srv)
+        assert sorted(counts) == [f'io_thread="{k}"' for k in range(3)], counts
+        assert sorted(counts.values()) in ([3, 3, 4], [3, 3, 3]), counts
+    finally:
+        for c in conns:
+            c.close()
+    deadline = time.monotonic() + 5 * SLOW
+    while sum(open_by_loop(srv).values()) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sum(open_by_loop(srv).values()) <= 1  # at most the metrics request's own
+
+
 @pytest.mark.parametrize("flag", ["--max-connections-per-ip", "--max-connections"])
 def test_connection_limit_counts_every_loop(start_lossd, flag):
     """The limit holds for the server, not per loop: with 3 loops and a limit of
-    4, the 5th connection is closed unanswered, wherever the kernel put it; once
-    one of the 4 closes, a new connection is served again."""
+    4, the 5th connection is closed unanswered; once one of the 4 closes, a new
+    connection is served again."""
     srv = start_lossd("--io-threads", "3", flag, "4")
     conns = [srv.connect() for _ in range(4)]
     try:
@@ -85,9 +111,7 @@ def test_connection_limit_counts_every_loop(start_lossd, flag):
 
 @pytest.mark.parametrize("io_threads", ["1", "3"])
 def test_port_in_use_is_refused(start_lossd, io_threads):
-    """A second lossd on a port in use fails, even though each loop's socket
-    shares the port with its siblings (SO_REUSEPORT): the port is checked alone
-    first."""
+    """A second lossd on a port in use fails with a clear message."""
     first = start_lossd("--io-threads", "3")
     p = subprocess.run([str(LOSSD_BIN), "--port", str(first.port), "--io-threads", io_threads],
                        capture_output=True, env=clean_env(), timeout=20 * SLOW)

@@ -142,6 +142,30 @@ def start_peer(workers, keep_nagle=False):
                      else ", TCP_NODELAY"))
 
 
+def cpu_busy(interval=0.5):
+    """The machine's CPU use (0..1) over interval, from /proc/stat."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    t0, i0 = sample()
+    time.sleep(interval)
+    t1, i1 = sample()
+    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
+
+
+def settle(limit=0.10, timeout=20.0):
+    """Waits until the machine is quiet (under limit CPU use for half a second),
+    at most timeout s: the servers' workers finish starting (uvicorn imports
+    numpy and FastAPI in each worker after the first answered) before anything
+    is timed.  Returns the last reading."""
+    deadline = time.monotonic() + timeout
+    busy = cpu_busy()
+    while busy > limit and time.monotonic() < deadline:
+        busy = cpu_busy()
+    return busy
+
+
 def start_lossd(path, threads, io_threads=None):
     log = os.path.join(TMP, "lossd.log")
     cmd = [path, "--bind", "127.0.0.1", "--port", "0", "--max-body-bytes", str(256 << 20)]
@@ -535,8 +559,12 @@ def main():
             servers.append(start_nginx(fixed_body))
 
         small, large = {}, {}
+        busy = settle()
+        print(f"[{time.monotonic() - started:6.1f}s] servers started; machine "
+              f"{busy:.0%} busy", flush=True)
         for s in servers:
             verify_small(s, small_body, small_cost)
+            settle()
             if args.warmup > 0:
                 run_wrk(s, body_file, args, args.warmup)
             print(f"[{time.monotonic() - started:6.1f}s] {s.name}: wrk {args.duration}s ...",
