@@ -110,13 +110,13 @@ typedef struct ioloop {
     unsigned long running;   /* suspended requests with work on the pool */
     struct request *pending; /* small requests to hand to the pool after MHD_run */
     size_t n_pending;
-    size_t batches; /* batch items on the pool */
+    size_t batches; /* 1 while a batch is with the compute thread */
     client clients; /* list head */
     uint64_t id_state;
     /* The loop's compute thread: a pool thread held by one long work item, which
      * takes the loop's batches of small requests in order.  Paired with one loop,
-     * it stays on that loop's CPU and caches; batches of every loop on every pool
-     * thread cost 20-30% of the small-request throughput in wake-ups across CPUs
+     * it stays on that loop's CPU and caches; with every loop's batches on any
+     * pool thread, wake-ups across CPUs ate much of what a second loop gained
      * (tests/bench/README.md). */
     uv_work_t compute;
     uv_mutex_t cmu;
