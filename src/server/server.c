@@ -110,7 +110,7 @@ typedef struct ioloop {
     unsigned long running;   /* suspended requests with work on the pool */
     struct request *pending; /* small requests to hand to the pool after MHD_run */
     size_t n_pending;
-    size_t batches; /* 1 while a batch is with the compute thread */
+    size_t batches; /* batches with the compute thread (BATCHES_AHEAD at most) */
     client clients; /* list head */
     uint64_t id_state;
     /* The loop's compute thread: a pool thread held by one long work item, which
@@ -181,10 +181,10 @@ typedef struct request {
 } request;
 
 /* Small requests go to their loop's compute thread in batches: one batch (one
- * wake-up, one completion) for every request that MHD_run made ready.  One batch
- * per loop is in progress at a time; requests that come meanwhile wait for it to
- * end and go together (group commit): under load a wake-up serves many requests,
- * idle it serves one at once. */
+ * wake-up, one completion) for every request that MHD_run made ready.  At most
+ * BATCHES_AHEAD batches per loop are with the thread; requests that come
+ * meanwhile wait for one to end and go together (group commit): under load a
+ * wake-up serves many requests, idle it serves one at once. */
 typedef struct batch {
     uv_work_t work;
     struct batch *next; /* in the compute queue */
@@ -757,11 +757,17 @@ static void on_computed(uv_async_t *a)
     }
 }
 
+/* Batches of a loop with its compute thread at a time: one being computed and
+ * one waiting, so that the thread goes on from one to the next without a round
+ * trip through the loop (2 gave 4-6% more small requests per second than 1, and
+ * 4 no more than 2, in three alternating wrk runs). */
+#define BATCHES_AHEAD 2
+
 /* Hands the loop's pending small requests to its compute thread: all of them as
- * one batch, when the previous batch is done. */
+ * one batch, unless BATCHES_AHEAD batches are there already. */
 static void flush_pending(ioloop *io)
 {
-    if (!io->n_pending || io->batches) return;
+    if (!io->n_pending || io->batches >= BATCHES_AHEAD) return;
     batch *b = malloc(sizeof *b + io->n_pending * sizeof b->reqs[0]);
     if (!b) { /* one by one on the pool, then */
         while (io->pending) {
