@@ -86,7 +86,14 @@ def on_signal(signum, frame):
 
 
 def spawn(cmd, **kw):
-    proc = subprocess.Popen(cmd, start_new_session=True, **kw)
+    # A process group of its own (killed whole at exit), but not a session of its
+    # own: with the kernel's autogroup scheduling (sched_autogroup_enabled=1, as
+    # on the development VM) each session gets an equal share of the CPUs, so a
+    # server in a new session gets half the machine against wrk, however many
+    # threads it runs.  In one session every thread competes alike, as on a
+    # machine that runs the server alone.  (lossd, 2 loops: 25-30k req/s, p99
+    # 2.0-2.4 ms in its own session; 37-38k, p99 1.6-1.7 ms in the driver's.)
+    proc = subprocess.Popen(cmd, process_group=0, **kw)
     CHILDREN.append(proc)
     return proc
 
