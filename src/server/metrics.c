@@ -97,7 +97,8 @@ char *srv_metrics_text(const srv_metrics *m, unsigned long inflight,
         hist(&b, "lossd_stage_duration_seconds", "stage", stages[s], &m->stage[s]);
     srv_buf_printf(
         &b,
-        "# HELP lossd_inflight_requests Requests admitted and not yet answered.\n"
+        "# HELP lossd_inflight_requests Requests admitted whose response is not yet "
+        "sent.\n"
         "# TYPE lossd_inflight_requests gauge\nlossd_inflight_requests %lu\n"
         "# HELP lossd_request_bytes_total Bytes of request bodies received.\n"
         "# TYPE lossd_request_bytes_total counter\nlossd_request_bytes_total %llu\n"

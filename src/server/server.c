@@ -136,7 +136,7 @@ struct server {
     uv_timer_t accept_wait;        /* accept paused (out of descriptors) */
     uv_signal_t sig_term, sig_int; /* on the first loop */
     atomic_int draining;
-    atomic_ulong inflight;           /* admitted requests not yet answered, every loop */
+    atomic_ulong inflight;           /* admitted, response not yet sent; every loop */
     _Atomic uint64_t drain_deadline; /* ms (uv_hrtime), set before the loops wake */
     atomic_size_t stopped;           /* loops after the first that have stopped */
     uv_mutex_t lock;                 /* metrics, connection counts */
@@ -257,7 +257,10 @@ static void server_timing(const srv_job *j, char *out)
     *p = '\0';
 }
 
-/* A request leaves the admitted ones (answered, or its client went away). */
+/* A request leaves the admitted ones: its response is sent, or its client went
+ * away (MHD's completion callback).  Not before: draining waits for this count,
+ * and stopping a daemon closes its connections, so a large response still
+ * being written would be cut off. */
 static void uncount(request *r)
 {
     if (!r->counted) return;
@@ -272,7 +275,6 @@ static void finish_request(request *r, int status, size_t out_len)
     uv_mutex_lock(&s->lock);
     srv_metrics_request(&s->metrics, r->metric, status, secs, r->received, out_len);
     uv_mutex_unlock(&s->lock);
-    uncount(r);
     if (s->cfg->access_log)
         srv_log_access(r->method, r->url, status, r->received, out_len, secs * 1000,
                        r->id);
@@ -1037,7 +1039,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         r->cl->body = 0;
         r->cl->since = srv_now_ns();
     }
-    uncount(r); /* if the client went away before its answer */
+    uncount(r); /* answered and sent, or the client went away */
     if (r->has_job) srv_job_free(&r->job);
     srv_buf_free(&r->body);
     free(r->chunks);

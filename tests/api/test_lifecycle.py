@@ -148,6 +148,32 @@ def test_new_connection_after_sigterm(start_lossd, io_threads):
     assert problem is None, problem
 
 
+@pytest.mark.parametrize("io_threads", [1, 3])
+def test_sigterm_waits_for_a_response_being_written(start_lossd, io_threads):
+    """SIGTERM after a large request was answered but while its response is still
+    being written (the client has not read it yet): the whole response arrives,
+    then lossd exits 0.  Stopping once the request was answered would cut it."""
+    srv = start_lossd("--io-threads", str(io_threads))
+    body, cost, grad = _big_body(400000)
+    s = srv.connect(timeout=60 * SLOW)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(http_request("POST", "/v1/loss", body, {"Content-Type": "application/json",
+                                                          "Accept-Encoding": "identity"}))
+        time.sleep(1.0 * SLOW)  # answered by now; most of the response waits on the socket
+        srv.signal(signal.SIGTERM)
+        time.sleep(0.3 * SLOW)
+        resp = apiutil.ResponseReader(s).next(60 * SLOW)
+    finally:
+        s.close()
+    assert resp is not None and resp.status == 200, resp
+    got = resp.json()
+    assert got["cost"] == cost
+    assert np.allclose(got["gradients"]["predictions"], grad, rtol=1e-15, atol=0)
+    srv.returncode = srv.wait(20 * SLOW)
+    srv.stop()
+
+
 def test_sigterm_idle_exits_quickly(start_lossd):
     srv = start_lossd()
     srv.alive_and_exact()
