@@ -272,8 +272,13 @@ static void finish_request(request *r, int status, size_t out_len)
 {
     server *s = r->s;
     double secs = (double)(srv_now_ns() - r->t0) / 1e9;
-    uv_mutex_lock(&s->lock);
+    uv_mutex_lock(&s->lock); /* one lock per response: its counters and stages */
     srv_metrics_request(&s->metrics, r->metric, status, secs, r->received, out_len);
+    if (r->has_job && r->done) {
+        srv_metrics_stage(&s->metrics, SRV_STAGE_PARSE, (double)r->job.t_parse / 1e9);
+        srv_metrics_stage(&s->metrics, SRV_STAGE_COMPUTE, (double)r->job.t_compute / 1e9);
+        srv_metrics_stage(&s->metrics, SRV_STAGE_ENCODE, (double)r->job.t_encode / 1e9);
+    }
     uv_mutex_unlock(&s->lock);
     if (s->cfg->access_log)
         srv_log_access(r->method, r->url, status, r->received, out_len, secs * 1000,
@@ -498,15 +503,9 @@ static void mhd_kick(ioloop *io);
 
 static void resume(request *r)
 {
-    server *s = r->s;
     r->running = 0;
     r->io->running--;
-    r->done = 1;
-    uv_mutex_lock(&s->lock);
-    srv_metrics_stage(&s->metrics, SRV_STAGE_PARSE, (double)r->job.t_parse / 1e9);
-    srv_metrics_stage(&s->metrics, SRV_STAGE_COMPUTE, (double)r->job.t_compute / 1e9);
-    srv_metrics_stage(&s->metrics, SRV_STAGE_ENCODE, (double)r->job.t_encode / 1e9);
-    uv_mutex_unlock(&s->lock);
+    r->done = 1; /* its stages are recorded with its response (finish_request) */
     MHD_resume_connection(r->conn); /* the last touch of r until MHD calls back */
 }
 
