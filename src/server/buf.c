@@ -19,8 +19,11 @@ int srv_buf_reserve(srv_buf *b, size_t extra)
         b->toobig = 1;
         return -1;
     }
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    /* The first reservation is taken as the caller's estimate (a body's
+     * Content-Length, a response's size): exact, so that a 4.1 MB body does
+     * not take 8 MB.  Growth after it doubles. */
+    size_t cap = b->cap ? b->cap * 2 : need < 256 ? 256 : need;
+    if (cap < need || cap < b->cap) cap = need;
     char *p = srv_mem_realloc(b->data, cap);
     if (!p) return -1;
     b->data = p;

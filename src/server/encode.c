@@ -389,18 +389,26 @@ static void objective_response(writer *w, const srv_job *j)
     raw(w, "}}\n");
 }
 
-/* An upper bound of the numbers the response holds, to size its buffer once. */
+/* The numbers of a result tensor of n numbers written into the skeleton: not
+ * those sent as binary data or formatted later as a part. */
+static size_t inline_numbers(const srv_job *j, size_t n)
+{
+    return j->binary_out || n >= PART_NUMBERS ? 0 : n;
+}
+
+/* About how many numbers the skeleton holds, to reserve its room once. */
 static size_t numbers_out(const srv_job *j)
 {
     size_t n = 64;
     for (size_t i = 0; i < j->n_tasks; i++) {
         const srv_task *t = &j->tasks[i];
-        if (j->outputs & SRV_OUT_LOSSES) n += t->plan.n_terms;
+        if (j->outputs & SRV_OUT_LOSSES) n += inline_numbers(j, t->plan.n_terms);
         for (size_t k = 0; k < LOSS_MAX_INPUTS; k++)
-            if (t->out.grads[k]) n += t->plan.input_size[k];
+            if (t->out.grads[k]) n += inline_numbers(j, t->plan.input_size[k]);
         n += 16;
     }
-    for (size_t k = 0; k < j->n_pens; k++) n += loss_tensor_size(&j->pens[k].params) + 4;
+    for (size_t k = 0; k < j->n_pens; k++)
+        n += inline_numbers(j, loss_tensor_size(&j->pens[k].params)) + 4;
     return n;
 }
 
@@ -435,8 +443,9 @@ static void use_body(srv_job *j)
 int srv_encode_response(srv_job *j)
 {
     writer w = {&j->out, 0, j};
-    /* Typical numbers take ~20 bytes; the worst case is reserved per array. */
-    if (srv_buf_reserve(&j->out, numbers_out(j) * 22 + 1024)) return -1;
+    /* Room for the longest numbers, reserved once: what is not written of it
+     * costs no memory (mem.c), and a buffer that grew would not be reused. */
+    if (srv_buf_reserve(&j->out, numbers_out(j) * (SRV_DOUBLE_MAX + 2) + 1024)) return -1;
     if (j->ep == SRV_EP_LOSS)
         loss_response(&w, j);
     else

@@ -12,11 +12,12 @@ int main(int argc, char **argv)
 {
     /* jansson's hash seed before any thread exists (its threadsafety notes). */
     json_object_seed(0);
-    /* Blocks up to 1 MiB come from malloc (mem.c maps the larger ones).  glibc
-     * would mmap fresh pages for each above 128 KiB, raising that threshold only
-     * as such blocks are freed: the first requests of a size paid a page fault
-     * per 4 KiB (a 100k-element request took 4 ms to parse instead of 0.2).  A
-     * fixed threshold and a freed-memory margin keep them in the heap. */
+    /* Request data of 64 KiB and more comes from mem.c; the rest (and the
+     * core's scratch) from malloc.  glibc would mmap fresh pages for each block
+     * above 128 KiB, raising that threshold only as such blocks are freed: the
+     * first requests of a size paid a page fault per 4 KiB (a 100k-element
+     * request took 4 ms to parse instead of 0.2).  A fixed threshold and a
+     * freed-memory margin keep such blocks in the heap. */
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     mallopt(M_TRIM_THRESHOLD, 16 << 20);
     if (argc > 1 && !strcmp(argv[1], "eval")) {

@@ -6,15 +6,26 @@
  * therefore mapped with transparent huge pages requested (one fault per 2 MB),
  * and kept after use in a small cache for the next request, up to a bound.
  * Small blocks go to malloc.  Every block carries a header, so srv_mem_free
- * needs no size and may run on any thread (the cache has a mutex). */
+ * needs no size and may run on any thread (the cache has a mutex).
+ *
+ * A large block's data is its size rounded up to 4 KB, not to 2 MB, and starts
+ * on a 2 MB boundary, its header at the end of the 4 KB page below.  The kernel
+ * puts a huge page only where a whole aligned 2 MB extent lies inside a
+ * mapping, so the data's whole extents get huge pages, its tail 4 KB pages, and
+ * a block costs what is touched of it, not a 2 MB page for a touched first byte
+ * (a 4.1 MB body cost 6 MB; room reserved for a response and not used, 2 MB).
+ * A large block grows with mremap into a mapping of the same layout: its pages
+ * move, nothing is copied, and its huge pages stay huge. */
 #include "srv.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
-#define BIG       ((size_t)1 << 20)
+#define BIG       ((size_t)64 << 10)
+#define PAGE      ((size_t)4096)
 #define HUGE_PAGE ((size_t)2 << 20)
 #define MAGIC     0x6c6f7373u /* "loss" */
 #define SLOTS     32
@@ -22,7 +33,7 @@
 typedef struct hdr {
     size_t size; /* usable bytes after the header */
     uint32_t magic;
-    uint32_t mapped; /* 1: mmap'ed block of size + sizeof(hdr) bytes */
+    uint32_t mapped; /* 1: the data is at a page's start, the header below it */
     size_t pad;      /* keeps the payload 16-byte aligned */
     size_t pad2;
 } hdr;
@@ -38,18 +49,52 @@ void srv_mem_set_cache_limit(size_t bytes)
     pthread_mutex_unlock(&lock);
 }
 
+/* The mapping of a block of size data bytes (a multiple of PAGE) is its header
+ * page and its data. */
+static char *mapping(hdr *h)
+{
+    return (char *)(h + 1) - PAGE;
+}
+
+/* Address space for a header page and size data bytes, the data on a 2 MB
+ * boundary when size holds a whole huge page; returns the data's address. */
+static char *reserve(size_t size, int prot)
+{
+    int huge = size >= HUGE_PAGE;
+    size_t len = PAGE + size + (huge ? HUGE_PAGE - PAGE : 0);
+    char *p = mmap(NULL, len, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    char *data = p + PAGE;
+    if (huge) {
+        data = (char *)(((uintptr_t)data + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+        if (data - PAGE > p) munmap(p, (size_t)(data - PAGE - p));
+        if (data + size < p + len) munmap(data + size, (size_t)(p + len - (data + size)));
+    }
+    return data;
+}
+
+static void advise(char *data, size_t size)
+{
+#ifdef MADV_HUGEPAGE
+    if (size >= HUGE_PAGE) madvise(data, size, MADV_HUGEPAGE);
+#else
+    (void)data, (void)size;
+#endif
+}
+
+static size_t page_round(size_t n)
+{
+    return n > SIZE_MAX - PAGE - HUGE_PAGE ? 0 : (n + PAGE - 1) & ~(PAGE - 1);
+}
+
 static hdr *map_block(size_t n)
 {
-    size_t total = (n + sizeof(hdr) + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-    if (total < n) return NULL;
-    void *p =
-        mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return NULL;
-#ifdef MADV_HUGEPAGE
-    madvise(p, total, MADV_HUGEPAGE);
-#endif
-    hdr *h = p;
-    h->size = total - sizeof(hdr);
+    size_t size = page_round(n);
+    char *data = size ? reserve(size, PROT_READ | PROT_WRITE) : NULL;
+    if (!data) return NULL;
+    advise(data, size);
+    hdr *h = (hdr *)data - 1;
+    h->size = size;
     h->magic = MAGIC;
     h->mapped = 1;
     return h;
@@ -103,7 +148,33 @@ void srv_mem_free(void *p)
         h = NULL;
     }
     pthread_mutex_unlock(&lock);
-    if (h) munmap(h, h->size + sizeof(hdr));
+    if (h) munmap(mapping(h), PAGE + h->size);
+}
+
+/* Moves the pages of mapped block h into a larger mapping of the same layout;
+ * NULL when the kernel would not. */
+static hdr *grow_mapped(hdr *h, size_t n)
+{
+    size_t size = page_round(n);
+    char *data = size ? reserve(size, PROT_NONE) : NULL;
+    if (!data) return NULL;
+    size_t old = h->size; /* h moves */
+    void *q = mremap(mapping(h), PAGE + old, PAGE + size, MREMAP_MAYMOVE | MREMAP_FIXED,
+                     data - PAGE);
+    if (q == MAP_FAILED) {
+        munmap(data - PAGE, PAGE + size);
+        return NULL;
+    }
+    /* A block advised already took its advice along.  Otherwise only the
+     * extents beyond its pages are advised: advice over the pages would have
+     * the kernel fill their extents to huge pages (kernel 6.18 did). */
+    if (old < HUGE_PAGE) {
+        size_t skip = (old + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+        if (size > skip) advise(data + skip, size - skip);
+    }
+    h = (hdr *)data - 1;
+    h->size = size;
+    return h;
 }
 
 void *srv_mem_realloc(void *p, size_t n)
@@ -116,6 +187,10 @@ void *srv_mem_realloc(void *p, size_t n)
         if (!g) return NULL;
         g->size = n;
         return g + 1;
+    }
+    if (h->mapped) {
+        hdr *g = grow_mapped(h, n);
+        if (g) return g + 1;
     }
     void *q = srv_mem_alloc(n);
     if (!q) return NULL;

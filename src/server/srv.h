@@ -28,9 +28,10 @@
 
 /* ---- mem.c: memory for request data (bodies, numbers, responses) ---- */
 
-/* Like malloc/realloc/free; blocks of 1 MiB and more are mapped with huge pages
- * and cached for reuse (up to the cache limit, 256 MiB by default).  Free with
- * srv_mem_free only, from any thread. */
+/* Like malloc/realloc/free; blocks of 64 KiB and more are mapped (their data
+ * page-aligned, whole 2 MiB extents in huge pages, growth by moving pages) and
+ * cached for reuse by any thread (up to the cache limit, 256 MiB by default).
+ * Free with srv_mem_free only, from any thread. */
 void *srv_mem_alloc(size_t n);
 void *srv_mem_realloc(void *p, size_t n);
 void srv_mem_free(void *p);

@@ -1,0 +1,182 @@
+/* test_mem.c - mem.c and buf.c: blocks of every size class, the layout of large
+ * blocks, what they cost in resident memory (counted with mincore), growth that
+ * keeps the data, the cache, and a buffer's first reservation. */
+#define _GNU_SOURCE /* mincore */
+#include "srv.h"
+#include "test.h"
+
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define KiB ((size_t)1 << 10)
+#define MiB ((size_t)1 << 20)
+
+static size_t page;
+
+/* Resident pages of [p, p + n), p's page included. */
+static size_t resident(const void *p, size_t n)
+{
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(page - 1), b = (uintptr_t)p + n;
+    size_t pages = (b - a + page - 1) / page, count = 0;
+    unsigned char *vec = malloc(pages);
+    if (!vec || mincore((void *)a, pages * page, vec)) {
+        free(vec);
+        return (size_t)-1;
+    }
+    for (size_t i = 0; i < pages; i++) count += vec[i] & 1;
+    free(vec);
+    return count;
+}
+
+static void fill(unsigned char *p, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++) p[i] = (unsigned char)(i * 2654435761u >> 13);
+}
+
+static int same(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (unsigned char)(i * 2654435761u >> 13)) return 0;
+    return 1;
+}
+
+static void test_sizes(void)
+{
+    const size_t sizes[] = {0,           1,   100,     64 * KiB - 1,    64 * KiB,
+                            300 * KiB,   MiB, 2 * MiB, 2 * MiB + 12345, 5 * MiB + 7,
+                            17 * MiB + 1};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        size_t n = sizes[k];
+        unsigned char *p = srv_mem_alloc(n);
+        CHECK(p != NULL, "%zu bytes", n);
+        if (!p) continue;
+        CHECK((uintptr_t)p % 16 == 0, "%zu bytes at %p: not 16-byte aligned", n,
+              (void *)p);
+        CHECK(srv_mem_size(p) >= n, "%zu bytes: usable %zu", n, srv_mem_size(p));
+        fill(p, 0, n);
+        CHECK(same(p, n), "%zu bytes: the data did not stay", n);
+        if (n >= 64 * KiB) {
+            /* page-rounded, not rounded to huge pages */
+            CHECK(srv_mem_size(p) - n < page, "%zu bytes: usable %zu", n,
+                  srv_mem_size(p));
+            CHECK((uintptr_t)p % page == 0, "%zu bytes at %p: not page-aligned", n,
+                  (void *)p);
+        }
+        if (n >= 2 * MiB)
+            CHECK((uintptr_t)p % (2 * MiB) == 0,
+                  "%zu bytes at %p: not on a 2 MiB boundary", n, (void *)p);
+        srv_mem_free(p);
+    }
+    srv_mem_free(NULL);
+}
+
+/* A large block costs what is touched of it: its tail beyond the last whole
+ * 2 MiB extent is not a huge page, and room not written costs nothing. */
+static void test_resident(void)
+{
+    size_t n = 3 * MiB + 5000;
+    unsigned char *p = srv_mem_alloc(n);
+    CHECK(p != NULL, "alloc");
+    if (!p) return;
+    p[n - 1] = 1; /* the tail only */
+    size_t r = resident(p - 1, n + 1);
+    CHECK(r <= 8, "%zu bytes, the last written: %zu pages resident", n, r);
+    fill(p, 0, n); /* all of it */
+    r = resident(p - 1, n + 1);
+    size_t pages = (n + page - 1) / page;
+    CHECK(r <= pages + 8, "%zu bytes written: %zu pages resident, %zu expected", n, r,
+          pages);
+    CHECK(r >= pages, "%zu bytes written: %zu pages resident (mincore?)", n, r);
+    srv_mem_free(p);
+}
+
+/* Growth keeps the data; a mapped block grows by moving its pages, so the
+ * grown block has no more resident than was written. */
+static void test_growth(void)
+{
+    size_t sizes[] = {100 * KiB, 3 * MiB, 9 * MiB + 3, 9 * MiB + 4};
+    unsigned char *p = srv_mem_realloc(NULL, sizes[0]);
+    CHECK(p != NULL, "realloc(NULL)");
+    if (!p) return;
+    fill(p, 0, sizes[0]);
+    for (size_t k = 1; k < sizeof sizes / sizeof *sizes; k++) {
+        unsigned char *q = srv_mem_realloc(p, sizes[k]);
+        CHECK(q != NULL, "grow to %zu", sizes[k]);
+        if (!q) break;
+        p = q;
+        CHECK(same(p, sizes[k - 1]), "grown to %zu: the first %zu bytes changed",
+              sizes[k], sizes[k - 1]);
+        CHECK(srv_mem_size(p) >= sizes[k], "grown to %zu: usable %zu", sizes[k],
+              srv_mem_size(p));
+        size_t r = resident(p - 1, srv_mem_size(p) + 1),
+               pages = (sizes[k - 1] + page - 1) / page;
+        CHECK(r <= pages + 8, "grown from %zu to %zu: %zu pages resident, %zu written",
+              sizes[k - 1], sizes[k], r, pages);
+        fill(p, sizes[k - 1], sizes[k]);
+    }
+    CHECK(same(p, sizes[3]), "the last block");
+    /* smaller or equal: the same block */
+    CHECK(srv_mem_realloc(p, 5) == p, "shrink");
+    srv_mem_free(p);
+}
+
+static void test_cache(void)
+{
+    srv_mem_set_cache_limit((size_t)256 << 20);
+    unsigned char *p = srv_mem_alloc(6 * MiB);
+    CHECK(p != NULL, "alloc");
+    if (!p) return;
+    fill(p, 0, 6 * MiB);
+    srv_mem_free(p);
+    unsigned char *q = srv_mem_alloc(6 * MiB - 100);
+    CHECK(q == p, "a block of the same size is taken from the cache");
+    unsigned char *r = srv_mem_alloc(2 * MiB);
+    CHECK(r != p, "a block twice too large is not");
+    srv_mem_free(q);
+    srv_mem_free(r);
+}
+
+/* A buffer's first reservation is exact (a Content-Length); growth doubles. */
+static void test_buf(void)
+{
+    srv_buf b = {0};
+    size_t body = 4126471;
+    CHECK(srv_buf_reserve(&b, body) == 0, "reserve");
+    CHECK(b.cap == body + 1, "reserved %zu for %zu bytes", b.cap, body);
+    CHECK(srv_mem_size(b.data) < body + 1 + page, "usable %zu", srv_mem_size(b.data));
+    char chunk[4096];
+    memset(chunk, 'x', sizeof chunk);
+    for (size_t at = 0; at < body; at += sizeof chunk)
+        srv_buf_append(&b, chunk, body - at < sizeof chunk ? body - at : sizeof chunk);
+    CHECK(b.len == body && b.cap == body + 1, "filled: len %zu cap %zu", b.len, b.cap);
+    CHECK(srv_buf_append(&b, "y", 1) == 0 && b.cap >= 2 * (body + 1), "grown: cap %zu",
+          b.cap);
+    CHECK(b.data[body] == 'y' && b.data[body - 1] == 'x' && b.data[body + 1] == '\0',
+          "the data after growth");
+    srv_buf_free(&b);
+
+    srv_buf s = {0};
+    CHECK(srv_buf_puts(&s, "a") == 0 && s.cap == 256, "a small first reservation: %zu",
+          s.cap);
+    srv_buf_free(&s);
+
+    srv_buf m = {0};
+    m.max = 100;
+    CHECK(srv_buf_reserve(&m, 101) == -1 && m.toobig, "over the limit");
+    srv_buf_free(&m);
+}
+
+int main(void)
+{
+    page = (size_t)sysconf(_SC_PAGESIZE);
+    /* Without the cache, so that every block is fresh, until test_cache. */
+    srv_mem_set_cache_limit(0);
+    test_sizes();
+    test_resident();
+    test_growth();
+    test_buf();
+    test_cache();
+    return test_report("test_mem");
+}
