@@ -481,8 +481,10 @@ void srv_encode_chunks(srv_job *j, size_t c0, size_t c1)
         srv_echunk *ch = &j->echunks[c];
         const srv_part *pt = &j->parts[ch->part];
         writer w = {&ch->text, 0, NULL};
-        /* about 22 bytes a number; the buffer grows when that is not enough */
-        srv_buf_reserve(&ch->text, (ch->u1 - ch->u0) * pt->unit_len * 22 + 64);
+        /* Unless it has a slice of the body: the longest the chunk can be, at
+         * once.  Room not written costs no memory (mem.c), and a buffer that
+         * grew would not be reused for the next request's chunk. */
+        if (!ch->text.fixed) srv_buf_reserve(&ch->text, chunk_bound(pt, ch));
         part_units(&w, pt, ch->u0, ch->u1);
         ch->failed = w.err;
         if (!ch->failed && j->gzip_min &&

@@ -14,8 +14,14 @@
  * mapping, so the data's whole extents get huge pages, its tail 4 KB pages, and
  * a block costs what is touched of it, not a 2 MB page for a touched first byte
  * (a 4.1 MB body cost 6 MB; room reserved for a response and not used, 2 MB).
- * A large block grows with mremap into a mapping of the same layout: its pages
- * move, nothing is copied, and its huge pages stay huge. */
+ * When whole extents would add at most an eighth to a block, it is rounded up
+ * to them instead: a fresh 4 MB block then costs 2 page faults, not 470 (on
+ * this VM, 10 ms).  A large block grows with mremap into a mapping of the same
+ * layout: its pages move, nothing is copied, and its huge pages stay huge.
+ *
+ * The cache keeps the blocks freed last: a block freed into a full cache
+ * evicts the ones freed longest ago, so that the blocks of the requests being
+ * served now stay (and the bodies of an earlier burst go). */
 #include "srv.h"
 
 #include <pthread.h>
@@ -39,7 +45,11 @@ typedef struct hdr {
 } hdr;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static hdr *cache[SLOTS];
+static struct {
+    hdr *h;
+    uint64_t freed; /* when, in frees */
+} cache[SLOTS];
+static uint64_t frees;
 static size_t cached_bytes, cache_limit = (size_t)256 << 20;
 
 void srv_mem_set_cache_limit(size_t bytes)
@@ -82,14 +92,19 @@ static void advise(char *data, size_t size)
 #endif
 }
 
-static size_t page_round(size_t n)
+/* The data size of a block of n bytes: whole pages, or whole extents when
+ * they add at most an eighth; 0 when too large. */
+static size_t block_size(size_t n)
 {
-    return n > SIZE_MAX - PAGE - HUGE_PAGE ? 0 : (n + PAGE - 1) & ~(PAGE - 1);
+    if (n > SIZE_MAX / 2) return 0;
+    size_t pages = (n + PAGE - 1) & ~(PAGE - 1),
+           extents = (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    return extents - n <= n / 8 ? extents : pages;
 }
 
 static hdr *map_block(size_t n)
 {
-    size_t size = page_round(n);
+    size_t size = block_size(n);
     char *data = size ? reserve(size, PROT_READ | PROT_WRITE) : NULL;
     if (!data) return NULL;
     advise(data, size);
@@ -104,16 +119,17 @@ void *srv_mem_alloc(size_t n)
 {
     hdr *h = NULL;
     if (n >= BIG) {
-        /* the smallest cached block that fits without wasting more than half */
+        /* the smallest cached block that fits without wasting more than half
+         * (a page more: a buffer that doubled once is reused for its first size) */
         pthread_mutex_lock(&lock);
         int best = -1;
         for (int i = 0; i < SLOTS; i++)
-            if (cache[i] && cache[i]->size >= n && cache[i]->size / 2 <= n &&
-                (best < 0 || cache[i]->size < cache[best]->size))
+            if (cache[i].h && cache[i].h->size >= n && cache[i].h->size / 2 <= n + PAGE &&
+                (best < 0 || cache[i].h->size < cache[best].h->size))
                 best = i;
         if (best >= 0) {
-            h = cache[best];
-            cache[best] = NULL;
+            h = cache[best].h;
+            cache[best].h = NULL;
             cached_bytes -= h->size;
         }
         pthread_mutex_unlock(&lock);
@@ -138,16 +154,33 @@ void srv_mem_free(void *p)
         free(h);
         return;
     }
+    hdr *evicted[SLOTS];
+    int n_evicted = 0;
     pthread_mutex_lock(&lock);
-    int slot = -1;
-    for (int i = 0; i < SLOTS && slot < 0; i++)
-        if (!cache[i]) slot = i;
-    if (slot >= 0 && cached_bytes + h->size <= cache_limit) {
-        cache[slot] = h;
-        cached_bytes += h->size;
-        h = NULL;
+    if (h->size <= cache_limit) {
+        for (;;) {
+            int slot = -1, oldest = -1;
+            for (int i = 0; i < SLOTS; i++) {
+                if (!cache[i].h)
+                    slot = i;
+                else if (oldest < 0 || cache[i].freed < cache[oldest].freed)
+                    oldest = i;
+            }
+            if (slot >= 0 && cached_bytes + h->size <= cache_limit) {
+                cache[slot].h = h;
+                cache[slot].freed = ++frees;
+                cached_bytes += h->size;
+                h = NULL;
+                break;
+            }
+            evicted[n_evicted++] = cache[oldest].h; /* (oldest >= 0: not empty) */
+            cached_bytes -= cache[oldest].h->size;
+            cache[oldest].h = NULL;
+        }
     }
     pthread_mutex_unlock(&lock);
+    for (int i = 0; i < n_evicted; i++)
+        munmap(mapping(evicted[i]), PAGE + evicted[i]->size);
     if (h) munmap(mapping(h), PAGE + h->size);
 }
 
@@ -155,7 +188,7 @@ void srv_mem_free(void *p)
  * NULL when the kernel would not. */
 static hdr *grow_mapped(hdr *h, size_t n)
 {
-    size_t size = page_round(n);
+    size_t size = block_size(n);
     char *data = size ? reserve(size, PROT_NONE) : NULL;
     if (!data) return NULL;
     size_t old = h->size; /* h moves */

@@ -58,9 +58,10 @@ static void test_sizes(void)
         fill(p, 0, n);
         CHECK(same(p, n), "%zu bytes: the data did not stay", n);
         if (n >= 64 * KiB) {
-            /* page-rounded, not rounded to huge pages */
-            CHECK(srv_mem_size(p) - n < page, "%zu bytes: usable %zu", n,
-                  srv_mem_size(p));
+            /* page-rounded, or to whole 2 MiB extents when they add at most n/8 */
+            size_t extra = srv_mem_size(p) - n;
+            CHECK(extra < page || (extra <= n / 8 && srv_mem_size(p) % (2 * MiB) == 0),
+                  "%zu bytes: usable %zu", n, srv_mem_size(p));
             CHECK((uintptr_t)p % page == 0, "%zu bytes at %p: not page-aligned", n,
                   (void *)p);
         }
@@ -138,6 +139,37 @@ static void test_cache(void)
     srv_mem_free(r);
 }
 
+/* A block freed into a full cache evicts the blocks freed longest ago. */
+static void test_cache_lru(void)
+{
+    srv_mem_set_cache_limit(8 * MiB);
+    unsigned char *a = srv_mem_alloc(4 * MiB), *b = srv_mem_alloc(6 * MiB);
+    CHECK(a && b, "alloc");
+    if (!a || !b) return;
+    fill(a, 0, 4 * MiB);
+    fill(b, 0, 6 * MiB);
+    srv_mem_free(a);
+    srv_mem_free(b); /* 10 MiB: a goes */
+    unsigned char *q = srv_mem_alloc(6 * MiB);
+    size_t r = resident(q, 6 * MiB);
+    CHECK(q && r >= 6 * MiB / page && same(q, 6 * MiB),
+          "the block freed last is kept: %zu pages resident", r);
+    unsigned char *q2 = srv_mem_alloc(4 * MiB);
+    r = resident(q2, 4 * MiB);
+    CHECK(q2 && r <= 8, "the block freed first was unmapped: %zu pages resident", r);
+    srv_mem_free(q);
+    srv_mem_free(q2);
+    srv_mem_set_cache_limit(0);
+    /* a cache of 0 bytes keeps nothing */
+    unsigned char *z = srv_mem_alloc(4 * MiB);
+    fill(z, 0, 4 * MiB);
+    srv_mem_free(z);
+    z = srv_mem_alloc(4 * MiB);
+    r = resident(z, 4 * MiB);
+    CHECK(z && r <= 8, "a cache of 0 bytes keeps nothing: %zu pages resident", r);
+    srv_mem_free(z);
+}
+
 /* A buffer's first reservation is exact (a Content-Length); growth doubles. */
 static void test_buf(void)
 {
@@ -145,7 +177,8 @@ static void test_buf(void)
     size_t body = 4126471;
     CHECK(srv_buf_reserve(&b, body) == 0, "reserve");
     CHECK(b.cap == body + 1, "reserved %zu for %zu bytes", b.cap, body);
-    CHECK(srv_mem_size(b.data) < body + 1 + page, "usable %zu", srv_mem_size(b.data));
+    CHECK(srv_mem_size(b.data) < body + 1 + (body + 1) / 8, "usable %zu",
+          srv_mem_size(b.data));
     char chunk[4096];
     memset(chunk, 'x', sizeof chunk);
     for (size_t at = 0; at < body; at += sizeof chunk)
@@ -177,6 +210,7 @@ int main(void)
     test_resident();
     test_growth();
     test_buf();
+    test_cache_lru();
     test_cache();
     return test_report("test_mem");
 }
