@@ -34,7 +34,7 @@
 #define PAGE      ((size_t)4096)
 #define HUGE_PAGE ((size_t)2 << 20)
 #define MAGIC     0x6c6f7373u /* "loss" */
-#define SLOTS     32
+#define SLOTS     256
 
 typedef struct hdr {
     size_t size; /* usable bytes after the header */
