@@ -608,8 +608,10 @@ int srv_scan_finish(srv_scan *scan, srv_error *err)
     /* The document jansson parses: the body with each lifted array replaced by
      * its placeholder. */
     size_t need = scan->body_len + 1, prev = 0;
-    for (size_t k = 0; k < scan->n_arrays; k++)
-        need += 24 - (scan->arrays[k].text_end - scan->arrays[k].text_start);
+    for (size_t k = 0; k < scan->n_arrays; k++) { /* (the arrays are disjoint) */
+        need -= scan->arrays[k].text_end - scan->arrays[k].text_start;
+        need += 24;
+    }
     char *t = srv_mem_alloc(need);
     if (!t) {
         srv_error_set(err, 500, "internal_error", "", "out of memory");
