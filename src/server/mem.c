@@ -52,18 +52,49 @@ static struct {
 static uint64_t frees;
 static size_t cached_bytes, cache_limit = (size_t)256 << 20;
 
-void srv_mem_set_cache_limit(size_t bytes)
-{
-    pthread_mutex_lock(&lock);
-    cache_limit = bytes;
-    pthread_mutex_unlock(&lock);
-}
-
 /* The mapping of a block of size data bytes (a multiple of PAGE) is its header
  * page and its data. */
 static char *mapping(hdr *h)
 {
     return (char *)(h + 1) - PAGE;
+}
+
+static void unmap(hdr *h)
+{
+    munmap(mapping(h), PAGE + h->size);
+}
+
+/* Under the lock: an empty slot, or -1. */
+static int empty_slot(void)
+{
+    for (int i = 0; i < SLOTS; i++)
+        if (!cache[i].h) return i;
+    return -1;
+}
+
+/* Under the lock: takes the block freed longest ago out of the cache. */
+static hdr *take_oldest(void)
+{
+    int oldest = -1;
+    for (int i = 0; i < SLOTS; i++)
+        if (cache[i].h && (oldest < 0 || cache[i].freed < cache[oldest].freed))
+            oldest = i;
+    if (oldest < 0) return NULL;
+    hdr *h = cache[oldest].h;
+    cache[oldest].h = NULL;
+    cached_bytes -= h->size;
+    return h;
+}
+
+void srv_mem_set_cache_limit(size_t bytes)
+{
+    hdr *evicted[SLOTS];
+    int n = 0;
+    pthread_mutex_lock(&lock);
+    cache_limit = bytes;
+    while (cached_bytes > cache_limit) evicted[n++] = take_oldest();
+    pthread_mutex_unlock(&lock);
+    while (n) unmap(evicted[--n]);
 }
 
 /* Address space for a header page and size data bytes, the data on a 2 MB
@@ -155,33 +186,20 @@ void srv_mem_free(void *p)
         return;
     }
     hdr *evicted[SLOTS];
-    int n_evicted = 0;
+    int n = 0;
     pthread_mutex_lock(&lock);
     if (h->size <= cache_limit) {
-        for (;;) {
-            int slot = -1, oldest = -1;
-            for (int i = 0; i < SLOTS; i++) {
-                if (!cache[i].h)
-                    slot = i;
-                else if (oldest < 0 || cache[i].freed < cache[oldest].freed)
-                    oldest = i;
-            }
-            if (slot >= 0 && cached_bytes + h->size <= cache_limit) {
-                cache[slot].h = h;
-                cache[slot].freed = ++frees;
-                cached_bytes += h->size;
-                h = NULL;
-                break;
-            }
-            evicted[n_evicted++] = cache[oldest].h; /* (oldest >= 0: not empty) */
-            cached_bytes -= cache[oldest].h->size;
-            cache[oldest].h = NULL;
-        }
+        int slot;
+        while ((slot = empty_slot()) < 0 || cached_bytes + h->size > cache_limit)
+            evicted[n++] = take_oldest();
+        cache[slot].h = h;
+        cache[slot].freed = ++frees;
+        cached_bytes += h->size;
+        h = NULL;
     }
     pthread_mutex_unlock(&lock);
-    for (int i = 0; i < n_evicted; i++)
-        munmap(mapping(evicted[i]), PAGE + evicted[i]->size);
-    if (h) munmap(mapping(h), PAGE + h->size);
+    while (n) unmap(evicted[--n]);
+    if (h) unmap(h);
 }
 
 /* Moves the pages of mapped block h into a larger mapping of the same layout;

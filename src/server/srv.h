@@ -35,8 +35,8 @@
 void *srv_mem_alloc(size_t n);
 void *srv_mem_realloc(void *p, size_t n);
 void srv_mem_free(void *p);
-size_t srv_mem_size(const void *p); /* usable bytes */
-void srv_mem_set_cache_limit(size_t bytes);
+size_t srv_mem_size(const void *p);         /* usable bytes */
+void srv_mem_set_cache_limit(size_t bytes); /* a lower limit evicts at once */
 
 /* ---- buf.c ---- */
 

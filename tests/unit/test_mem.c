@@ -133,10 +133,28 @@ static void test_cache(void)
     srv_mem_free(p);
     unsigned char *q = srv_mem_alloc(6 * MiB - 100);
     CHECK(q == p, "a block of the same size is taken from the cache");
-    unsigned char *r = srv_mem_alloc(2 * MiB);
-    CHECK(r != p, "a block twice too large is not");
     srv_mem_free(q);
+    unsigned char *r = srv_mem_alloc(2 * MiB);
+    CHECK(r != p, "a block three times too large is not");
     srv_mem_free(r);
+
+    /* A buffer that doubled once (a response chunk whose estimate was short)
+     * is reused for the next buffer's first reservation of the same size. */
+    srv_mem_set_cache_limit(0); /* (empties the cache) */
+    srv_mem_set_cache_limit((size_t)256 << 20);
+    size_t n = 1430065;
+    srv_buf b = {0};
+    CHECK(srv_buf_reserve(&b, n) == 0 && srv_buf_reserve(&b, n + 2) == 0, "reserve");
+    CHECK(b.cap == 2 * (n + 1), "doubled: cap %zu", b.cap);
+    fill((unsigned char *)b.data, 0, b.cap);
+    char *grown = b.data;
+    srv_buf_free(&b);
+    srv_buf c = {0};
+    CHECK(srv_buf_reserve(&c, n) == 0 && c.data == grown,
+          "the doubled block is taken for its first size");
+    size_t res = resident(c.data, n);
+    CHECK(res >= n / page, "and its pages are there: %zu resident", res);
+    srv_buf_free(&c);
 }
 
 /* A block freed into a full cache evicts the blocks freed longest ago. */
@@ -159,7 +177,12 @@ static void test_cache_lru(void)
     CHECK(q2 && r <= 8, "the block freed first was unmapped: %zu pages resident", r);
     srv_mem_free(q);
     srv_mem_free(q2);
+    /* a lower limit evicts */
     srv_mem_set_cache_limit(0);
+    q = srv_mem_alloc(6 * MiB);
+    r = resident(q, 6 * MiB);
+    CHECK(q && r <= 8, "a limit of 0 emptied the cache: %zu pages resident", r);
+    srv_mem_free(q);
     /* a cache of 0 bytes keeps nothing */
     unsigned char *z = srv_mem_alloc(4 * MiB);
     fill(z, 0, 4 * MiB);
