@@ -22,8 +22,9 @@ static size_t resident(const void *p, size_t n)
     size_t pages = (b - a + page - 1) / page, count = 0;
     unsigned char *vec = malloc(pages);
     if (!vec || mincore((void *)a, pages * page, vec)) {
+        CHECK(0, "mincore over %zu pages at %p failed", pages, (void *)a);
         free(vec);
-        return (size_t)-1;
+        return 0;
     }
     for (size_t i = 0; i < pages; i++) count += vec[i] & 1;
     free(vec);
