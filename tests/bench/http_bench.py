@@ -2,7 +2,8 @@
 """HTTP benchmark: lossd against the FastAPI + numpy peer (tests/bench/peer/app.py).
 
     /usr/bin/python3 tests/bench/http_bench.py [--lossd build/lossd] [--duration 10]
-        [--connections 32] [--threads 2] [--nginx] [--repeats 5] [--json-out FILE]
+        [--rounds 3] [--connections 32] [--threads 2] [--nginx] [--repeats 5]
+        [--json-out FILE]
 
 Needs /usr/bin/python3 (Debian's python3-fastapi, -uvicorn, -numpy, -requests),
 `wrk`, and for --nginx /usr/sbin/nginx. Every server runs as a child on a free
@@ -17,7 +18,10 @@ Needs /usr/bin/python3 (Debian's python3-fastapi, -uvicorn, -numpy, -requests),
 Cases, each verified before it is timed:
   a. small: a 64-element mse body (default outputs: cost + gradients) POSTed by wrk with
      tests/bench/post.lua at --connections / --threads for --duration seconds (after a
-     --warmup run that is discarded): requests/s, latency p50 / p99;
+     --warmup run that is discarded): requests/s, latency p50 / p99.  --rounds times,
+     the servers taking turns within each round, so that a slow spell of the machine
+     falls on all of them alike; the table shows each figure's median over the rounds
+     (each figure on its own), and every round is printed too;
   b. 1M-element mse with gradients, end to end (a 40 MB JSON body, one request at a time,
      --repeats times, median wall time from sending the request to having the whole
      response body; the client's JSON parsing is not included);
@@ -456,7 +460,8 @@ def report(args, info, servers, small, large):
     for s in servers:
         print(f"server:   {s.name:10} {s.url}  ({s.note})")
     print(f"small:    64-element mse, default outputs, wrk -t{args.threads} -c{args.connections} "
-          f"-d{args.duration}s (after a {args.warmup}s warm-up)")
+          f"-d{args.duration}s (after a {args.warmup}s warm-up); {args.rounds} round(s), the "
+          f"servers in turn; medians over the rounds")
     print(f"large:    1M-element mse + gradients; cross_entropy {args.ce_n}x{args.ce_k} index "
           f"targets + gradients; one request at a time, median of {args.repeats}")
     print()
@@ -505,6 +510,12 @@ def report(args, info, servers, small, large):
             if name != "nginx" and name in small:
                 print(f"  {name} reaches {small[name]['rps'] / small['nginx']['rps']:.1%} "
                       f"of nginx's req/s")
+    if args.rounds > 1:
+        print(f"small, every round (req/s, p99 ms):")
+        for name in names:
+            if name in small:
+                print(f"  {name:10} " + "  ".join(
+                    f"{r['rps']:>9,.0f} {r['p99_us'] / 1e3:6.2f}" for r in small[name]["rounds"]))
     print("(wrk runs on the same machine and competes with the server for the CPUs.)")
     print("=" * 100)
 
@@ -519,6 +530,8 @@ def main():
     ap.add_argument("--peer-workers", type=int, default=2, help="uvicorn workers (default 2)")
     ap.add_argument("--duration", type=int, default=10, help="wrk seconds per server (10)")
     ap.add_argument("--warmup", type=int, default=1, help="discarded wrk warm-up seconds (1)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of the small case, the servers in turn (3)")
     ap.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     ap.add_argument("--nginx", action="store_true",
@@ -534,6 +547,8 @@ def main():
     args = ap.parse_args()
     if args.connections < args.threads:
         ap.error("--connections must be >= --threads")
+    if args.rounds < 1:
+        ap.error("--rounds must be >= 1")
     if shutil.which("wrk") is None:
         ap.error("wrk is not installed")
 
@@ -569,17 +584,25 @@ def main():
         busy = settle()
         print(f"[{time.monotonic() - started:6.1f}s] servers started; machine "
               f"{busy:.0%} busy", flush=True)
-        for s in servers:
-            verify_small(s, small_body, small_cost)
-            settle()
-            if args.warmup > 0:
-                run_wrk(s, body_file, args, args.warmup)
-            print(f"[{time.monotonic() - started:6.1f}s] {s.name}: wrk {args.duration}s ...",
-                  flush=True)
-            small[s.name] = run_wrk(s, body_file, args, args.duration)
-            print(f"          {small[s.name]['rps']:,.0f} req/s, p50 "
-                  f"{small[s.name]['p50_us'] / 1e3:.3f} ms, p99 {small[s.name]['p99_us'] / 1e3:.3f} ms, "
-                  f"errors {small[s.name]['errors']}", flush=True)
+        rounds = {s.name: [] for s in servers}
+        for k in range(args.rounds):
+            for s in servers:
+                if k == 0:
+                    verify_small(s, small_body, small_cost)
+                settle()
+                if k == 0 and args.warmup > 0:
+                    run_wrk(s, body_file, args, args.warmup)
+                print(f"[{time.monotonic() - started:6.1f}s] {s.name}: wrk {args.duration}s "
+                      f"(round {k + 1} of {args.rounds}) ...", flush=True)
+                r = run_wrk(s, body_file, args, args.duration)
+                rounds[s.name].append(r)
+                print(f"          {r['rps']:,.0f} req/s, p50 {r['p50_us'] / 1e3:.3f} ms, "
+                      f"p99 {r['p99_us'] / 1e3:.3f} ms, errors {r['errors']}", flush=True)
+        for name, rs in rounds.items():
+            small[name] = {key: statistics.median(r[key] for r in rs)
+                           for key in rs[0] if key != "errors"}
+            small[name]["errors"] = sum(r["errors"] for r in rs)
+            small[name]["rounds"] = rs
         if "nginx" in small:
             small["nginx_body"] = fixed_body
 

@@ -10,9 +10,17 @@ Columns: N; the body's bytes; the median wall time of --reps requests after one
 warm-up (client side, on one keep-alive connection, http.client: the body is
 built once, the response read whole); MB/s moved, request + response bytes
 over that time (for binary rows that is the tensors' payload in and out, as
-http_bench.py counts it, plus small JSON headers); lossd's peak RSS above its idle RSS
-(VmHWM - VmRSS before the first request) and that as a multiple of the body (for
-binary rows the body is the payload plus a small JSON header).
+http_bench.py counts it, plus small JSON headers); and two figures of lossd's peak
+RSS, each in MB and as a multiple of the body (for binary rows the body is the
+payload plus a small JSON header), from the same lossd:
+  first  - VmHWM at the end minus the RSS of the process before any request: what a
+           fresh process costs to serve this size, with the fixed first use of its
+           threads (stacks, allocator arenas), of its code pages and of the
+           connection's 64 KiB libmicrohttpd buffer;
+  warm   - VmHWM at the end minus the RSS after one 1-element request of the same
+           kind on the same connection, with the high-water mark reset there
+           (`echo 5 > /proc/PID/clear_refs`): what this size costs a server that has
+           already answered a request.
 Nothing here fails on a figure: it prints them.
 """
 
@@ -79,25 +87,43 @@ def binary64_body(n, rng):
     return binary_body(n, rng, "float64")
 
 
+def post(conn, n, body, headers):
+    conn.request("POST", "/v1/loss", body=body, headers=headers)
+    r = conn.getresponse()
+    data = r.read()
+    if r.status != 200:
+        raise SystemExit(f"N={n}: status {r.status}: {data[:200]!r}")
+    return len(data)
+
+
+def reset_peak(pid):
+    """Resets VmHWM to the current RSS (Linux >= 4.0); False where that is refused."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def measure(binary, n, make, reps, rng):
     body, headers = make(n, rng)
     headers = dict(headers, **{"Accept-Encoding": "identity"})
+    tiny, tiny_headers = make(1, rng)
+    tiny_headers = dict(tiny_headers, **{"Accept-Encoding": "identity"})
     proc, port = start(binary)
     try:
         idle = status_kb(proc.pid, "VmRSS")
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        post(conn, 1, tiny, tiny_headers)  # serves any request: threads, code, connection
+        warm = status_kb(proc.pid, "VmRSS") if reset_peak(proc.pid) else None
         times = []
         out_len = 0
-        for k in range(reps + 1):  # the first request warms up (threads, memory)
+        for k in range(reps + 1):  # the first request of N warms up its memory
             t0 = time.perf_counter()
-            conn.request("POST", "/v1/loss", body=body, headers=headers)
-            r = conn.getresponse()
-            data = r.read()
+            out_len = post(conn, n, body, headers)
             if k:
                 times.append(time.perf_counter() - t0)
-            if r.status != 200:
-                raise SystemExit(f"N={n}: status {r.status}: {data[:200]!r}")
-            out_len = len(data)
         peak = status_kb(proc.pid, "VmHWM")
         conn.close()
     finally:
@@ -105,9 +131,16 @@ def measure(binary, n, make, reps, rng):
         proc.wait(30)
     med = statistics.median(times)
     extra = max(peak - idle, 0) * 1024
+    warm_extra = None if warm is None else max(peak - warm, 0) * 1024
     return {"n": n, "bytes_in": len(body), "bytes_out": out_len, "seconds": med,
             "moved_mb_s": (len(body) + out_len) / med / 1e6,
-            "peak_rss_extra": extra, "rss_per_body": extra / len(body)}
+            "peak_rss_extra": extra, "rss_per_body": extra / len(body),
+            "warm_rss_extra": warm_extra,
+            "warm_per_body": None if warm_extra is None else warm_extra / len(body)}
+
+
+def mb_ratio(extra, ratio):
+    return "-" if extra is None else f"{extra / 1e6:.2f} {ratio:.2f}"
 
 
 def main():
@@ -122,20 +155,23 @@ def main():
     print(f"machine: nproc={os.cpu_count()}, CPU: {cpu}, {platform.platform()}")
     print(f"date:    {time.strftime('%Y-%m-%dT%H:%M:%S%z')}")
     print(f"command: {' '.join([sys.executable] + sys.argv)}")
-    print("request: mse, outputs cost + gradients, one fresh lossd per row (peak RSS = VmHWM - idle RSS)")
+    print("request: mse, outputs cost + gradients, one fresh lossd per row")
+    print("peak:    MB above the RSS before any request (first) and above the RSS after one\n"
+          "         1-element request (warm); each also as a multiple of the body")
     for label, make, top in (("binary float32 in/out", binary_body, args.binary_max),
                              ("binary float64 in/out", binary64_body, args.binary_max),
                              ("JSON", json_body, args.json_max)):
         print(f"\n{label}")
         print(f"{'N':>10} {'body MB':>9} {'resp MB':>9} {'ms':>9} {'ns/elem':>8} {'MB/s':>8} "
-              f"{'peak MB':>8} {'peak/body':>9}")
+              f"{'first MB  /body':>16} {'warm MB  /body':>16}")
         for e in range(3, top + 1):
             n = 10 ** e
             r = measure(args.lossd, n, make, args.reps, rng)
-            print(f"{n:>10} {r['bytes_in'] / 1e6:>9.2f} {r['bytes_out'] / 1e6:>9.2f} "
+            print(f"{n:>10} {r['bytes_in'] / 1e6:>9.3f} {r['bytes_out'] / 1e6:>9.3f} "
                   f"{r['seconds'] * 1e3:>9.2f} {r['seconds'] / n * 1e9:>8.1f} "
-                  f"{r['moved_mb_s']:>8.0f} {r['peak_rss_extra'] / 1e6:>8.1f} "
-                  f"{r['rss_per_body']:>9.2f}", flush=True)
+                  f"{r['moved_mb_s']:>8.0f} "
+                  f"{mb_ratio(r['peak_rss_extra'], r['rss_per_body']):>16} "
+                  f"{mb_ratio(r['warm_rss_extra'], r['warm_per_body']):>16}", flush=True)
 
 
 if __name__ == "__main__":
