@@ -462,7 +462,7 @@ def report(args, info, servers, small, large):
     print(f"small:    64-element mse, default outputs, wrk -t{args.threads} -c{args.connections} "
           f"-d{args.duration}s (after a {args.warmup}s warm-up); {args.rounds} round(s), the "
           f"servers in turn; medians over the rounds")
-    print(f"large:    1M-element mse + gradients; cross_entropy {args.ce_n}x{args.ce_k} index "
+    print(f"large:    {args.mse_n:,}-element mse + gradients; cross_entropy {args.ce_n}x{args.ce_k} index "
           f"targets + gradients; one request at a time, median of {args.repeats}")
     print()
     hdr = (f"{'server':10} {'small req/s':>12} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7} "
@@ -496,7 +496,8 @@ def report(args, info, servers, small, large):
         b = lm.get("binary")
         if b:
             mb_s = (8 * args.mse_n + 4 * args.mse_n) / b["median_s"] / 1e9
-            print(f"lossd binary float32 1M mse (in 8 MB, out 4 MB): {b['median_s'] * 1e3:.1f} ms, "
+            print(f"lossd binary float32 {args.mse_n:,}-element mse (in {mb(8 * args.mse_n)}, out "
+                  f"{mb(4 * args.mse_n)}): {b['median_s'] * 1e3:.1f} ms, "
                   f"{mb_s:.2f} GB/s of payload; {ratio(lm['mse']['median_s'], b['median_s']):.1f}x "
                   f"faster than lossd's JSON path; "
                   f"{ratio(pm.get('mse', {}).get('median_s'), b['median_s']):.0f}x faster than the "
