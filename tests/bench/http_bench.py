@@ -512,7 +512,7 @@ def report(args, info, servers, small, large):
                 print(f"  {name} reaches {small[name]['rps'] / small['nginx']['rps']:.1%} "
                       f"of nginx's req/s")
     if args.rounds > 1:
-        print(f"small, every round (req/s, p99 ms):")
+        print("small, every round (req/s, p99 ms):")
         for name in names:
             if name in small:
                 print(f"  {name:10} " + "  ".join(
