@@ -1,0 +1,32 @@
+"""The benchmark drivers keep working: tests/bench/scaling.py runs against the
+binary under test at its smallest sizes and prints a full row for each kind.
+(Its figures are not checked: they belong to a benchmark, not to a test.
+http_bench.py needs wrk, uvicorn and nginx, which the test machine does not
+install; its peer has tests/bench/peer/test_peer.py.)"""
+
+import re
+import subprocess
+import sys
+
+from apiutil import REPO
+from conftest import LOSSD_BIN, SLOW
+
+NUM = r"[0-9]+(?:\.[0-9]+)?"
+# N, body MB, resp MB, ms, ns/elem, MB/s, first MB, first/body, then warm MB and
+# warm/body, or "-" where the kernel refuses to reset the high-water mark
+ROW = re.compile(rf"^\s+1000((?:\s+{NUM}){{7}})\s+(?:{NUM}\s+{NUM}|-)\s*$", re.M)
+
+
+def test_scaling_driver_smallest_rows():
+    r = subprocess.run(
+        [sys.executable, str(REPO / "tests/bench/scaling.py"), "--lossd", str(LOSSD_BIN),
+         "--reps", "1", "--json-max", "3", "--binary-max", "3"],
+        capture_output=True, text=True, timeout=120 * SLOW)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for kind in ("binary float32 in/out", "binary float64 in/out", "JSON"):
+        assert f"\n{kind}\n" in r.stdout, r.stdout
+    rows = ROW.findall(r.stdout)
+    assert len(rows) == 3, r.stdout
+    for row in rows:
+        body_mb, resp_mb, ms = (float(x) for x in row.split()[:3])
+        assert body_mb > 0 and resp_mb > 0 and ms > 0, row
