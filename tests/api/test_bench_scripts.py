@@ -1,6 +1,7 @@
-"""The benchmark drivers keep working: tests/bench/scaling.py runs against the
-binary under test at its smallest sizes and prints a full row for each kind.
-(Its figures are not checked: they belong to a benchmark, not to a test.
+"""The benchmark drivers keep working against the binary under test:
+tests/bench/scaling.py at its smallest sizes prints a full row for each kind, and
+tests/bench/soak.py runs briefly.  (Figures are not checked: they belong to a
+benchmark, not to a test.
 http_bench.py needs wrk, uvicorn and nginx, which the test machine does not
 install; its peer has tests/bench/peer/test_peer.py.)"""
 
@@ -30,3 +31,18 @@ def test_scaling_driver_smallest_rows():
     for row in rows:
         body_mb, resp_mb, ms = (float(x) for x in row.split()[:3])
         assert body_mb > 0 and resp_mb > 0 and ms > 0, row
+
+
+def test_soak_driver_briefly():
+    """Two seconds of soak.py's mixed traffic: every answer has its case's status and
+    lossd exits 0 on SIGTERM (the driver's exit status says both)."""
+    r = subprocess.run(
+        [sys.executable, str(REPO / "tests/bench/soak.py"), "--lossd", str(LOSSD_BIN),
+         "--seconds", "2", "--clients", "4", "--every", "1"],
+        capture_output=True, text=True, timeout=120 * SLOW)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "unexpected answers: 0" in r.stdout, r.stdout
+    counts = dict(re.findall(r"([a-z0-9 ]+?) ([0-9,]+)(?:,|$)",
+                             r.stdout.split("per case: ")[1].splitlines()[0]))
+    assert len(counts) == 10 and all(int(v.replace(",", "")) > 0 for v in counts.values()), \
+        r.stdout
