@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from apiutil import REPO
+from conftest import LOSSD_BIN
 
 README = (REPO / "README.md").read_text()
 BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, re.S)
@@ -53,3 +54,30 @@ def test_python_block(lossd, i):
     assert lossd.base in code
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def _norm(text):
+    return re.sub(r"[`,]", "", text).strip()
+
+
+def test_configuration_table_is_lossd_help():
+    """Every row of the README's configuration table is an option of `lossd --help`
+    with the same variable and default, and every option of --help has a row."""
+    section = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (`--.*?) \| (`LOSSD_.*?) \| (.*?) \| .* \|$", section, re.M)
+    assert len(rows) >= 10, section
+    helptext = subprocess.run([str(LOSSD_BIN), "--help"], capture_output=True, text=True,
+                              timeout=30).stdout
+    # "  --flag ARG   text\n      [LOSSD_VAR; default D]"
+    options = {flag: (var, _norm(default)) for flag, var, default in re.findall(
+        r"^  (--[a-z-]+)[^\n]*\n\s+\[(LOSSD_[A-Z_]+); default ([^\]]+)\]", helptext, re.M)}
+    assert len(options) >= 10, helptext
+    in_table = set()
+    for flags, variables, default in rows:
+        for flag, var in zip(re.findall(r"`(--[a-z-]+)", flags),
+                             re.findall(r"`(LOSSD_[A-Z_]+)`", variables)):
+            assert flag in options, f"README lists {flag}, lossd --help does not"
+            assert options[flag][0] == var, (flag, var, options[flag])
+            assert _norm(default) in options[flag][1], (flag, default, options[flag])
+            in_table.add(flag)
+    assert set(options) == in_table, set(options) ^ in_table
