@@ -88,7 +88,8 @@ def binary64_body(n, rng):
 
 
 def post(conn, n, body, headers):
-    conn.request("POST", "/v1/loss", body=body, headers=headers)
+    conn.request("POST", "/v1/loss", body=body,
+                 headers=dict(headers, **{"Accept-Encoding": "identity"}))
     r = conn.getresponse()
     data = r.read()
     if r.status != 200:
@@ -108,9 +109,7 @@ def reset_peak(pid):
 
 def measure(binary, n, make, reps, rng):
     body, headers = make(n, rng)
-    headers = dict(headers, **{"Accept-Encoding": "identity"})
     tiny, tiny_headers = make(1, rng)
-    tiny_headers = dict(tiny_headers, **{"Accept-Encoding": "identity"})
     proc, port = start(binary)
     try:
         idle = status_kb(proc.pid, "VmRSS")

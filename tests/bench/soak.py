@@ -24,8 +24,6 @@ import http.client
 import json
 import os
 import random
-import re
-import subprocess
 import sys
 import threading
 import time
@@ -34,7 +32,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import scaling  # noqa: E402  (the binary and JSON bodies)
+import scaling  # noqa: E402  (the bodies, starting lossd, /proc/PID/status)
 
 JSON = {"Content-Type": "application/json"}
 
@@ -72,15 +70,6 @@ def cases(rng):
     ]
 
 
-def memory_mb(pid):
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                out[line.split(":")[0]] = int(line.split()[1]) / 1024
-    return out
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lossd", default=os.path.normpath(os.path.join(HERE, "..", "..", "build", "lossd")))
@@ -91,14 +80,7 @@ def main():
 
     all_cases = cases(np.random.default_rng(1))
     weights = [c[5] for c in all_cases]
-    proc = subprocess.Popen([args.lossd, "--port", "0", "--max-body-bytes", str(64 << 20)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    line = proc.stdout.readline().decode().strip()
-    m = re.search(r":(\d+)$", line)
-    if not m:
-        proc.kill()
-        sys.exit(f"lossd did not start: {line!r}")
-    port = int(m.group(1))
+    proc, port = scaling.start(args.lossd)
     counts = {c[0]: 0 for c in all_cases}
     failures = []
     lock = threading.Lock()
@@ -135,9 +117,9 @@ def main():
         while time.monotonic() < tick and alive:
             time.sleep(0.2)
             alive = any(t.is_alive() for t in threads)
-        mem = memory_mb(proc.pid)
+        rss, peak = (scaling.status_kb(proc.pid, k) / 1024 for k in ("VmRSS", "VmHWM"))
         when = f"{time.monotonic() - t0:6.0f} s" if alive else "   end  "
-        print(f"{when}  RSS {mem['VmRSS']:7.1f} MB  peak {mem['VmHWM']:7.1f} MB"
+        print(f"{when}  RSS {rss:7.1f} MB  peak {peak:7.1f} MB"
               f"  requests {sum(counts.values()):>9,}", flush=True)
     proc.terminate()
     rc = proc.wait(30)
