@@ -462,8 +462,12 @@ def report(args, info, servers, small, large):
     print(f"small:    64-element mse, default outputs, wrk -t{args.threads} -c{args.connections} "
           f"-d{args.duration}s (after a {args.warmup}s warm-up); {args.rounds} round(s), the "
           f"servers in turn; medians over the rounds")
-    print(f"large:    {args.mse_n:,}-element mse + gradients; cross_entropy {args.ce_n}x{args.ce_k} index "
-          f"targets + gradients; one request at a time, median of {args.repeats}")
+    if args.small_only:
+        print("large:    not run (--small-only)")
+    else:
+        print(f"large:    {args.mse_n:,}-element mse + gradients; cross_entropy {args.ce_n}x"
+              f"{args.ce_k} index targets + gradients; one request at a time, median of "
+              f"{args.repeats}")
     print()
     hdr = (f"{'server':10} {'small req/s':>12} {'p50 ms':>9} {'p99 ms':>9} {'errors':>7} "
            f"{'1M-mse s':>9} {'CE s':>8}   {'1M-mse out/in':>19} {'CE out/in':>19}")
@@ -541,6 +545,9 @@ def main():
                     help="also measure the peer without its TCP_NODELAY fix (small case only; "
                          "see tests/bench/peer/app.py)")
     ap.add_argument("--repeats", type=int, default=5, help="large requests per case (5)")
+    ap.add_argument("--small-only", action="store_true",
+                    help="only the small case: no large or binary requests (for many quick "
+                         "rounds, e.g. --small-only --rounds 8 --duration 5)")
     ap.add_argument("--mse-n", type=int, default=1_000_000, help=argparse.SUPPRESS)
     ap.add_argument("--ce-n", type=int, default=1000, help=argparse.SUPPRESS)
     ap.add_argument("--ce-k", type=int, default=1000, help=argparse.SUPPRESS)
@@ -607,10 +614,12 @@ def main():
         if "nginx" in small:
             small["nginx_body"] = fixed_body
 
-        compute = [s for s in servers if s.name in ("lossd", "peer")]
-        print(f"[{time.monotonic() - started:6.1f}s] building the large bodies ...", flush=True)
-        mse_body, _, mse_check = large_mse_case(rng, args.mse_n)
-        ce_body, _, ce_check = large_ce_case(rng, args.ce_n, args.ce_k)
+        compute = [] if args.small_only else [s for s in servers if s.name in ("lossd", "peer")]
+        if compute:
+            print(f"[{time.monotonic() - started:6.1f}s] building the large bodies ...",
+                  flush=True)
+            mse_body, _, mse_check = large_mse_case(rng, args.mse_n)
+            ce_body, _, ce_check = large_ce_case(rng, args.ce_n, args.ce_k)
         for s in compute:
             large[s.name] = {}
             for case, body, chk in (("mse", mse_body, mse_check), ("ce", ce_body, ce_check)):
@@ -620,7 +629,7 @@ def main():
                 print(f"          median {large[s.name][case]['median_s']:.3f} s "
                       f"(all: {', '.join(f'{t:.3f}' for t in large[s.name][case]['times_s'])})",
                       flush=True)
-        if any(s.name == "lossd" for s in servers):
+        if not args.small_only and any(s.name == "lossd" for s in servers):
             lossd = next(s for s in servers if s.name == "lossd")
             body, headers, parse, check = binary_mse_case(rng, args.mse_n)
             # ~10 ms each: more repeats, so that one slow request does not move the median
