@@ -525,6 +525,38 @@ def report(args, info, servers, small, large):
     print("=" * 100)
 
 
+def large_cases(args, servers, rng, started):
+    """Cases b-d: the large JSON requests on lossd and the peer, then lossd's binary
+    request; returns {server: {case: result}}."""
+    large = {}
+    print(f"[{time.monotonic() - started:6.1f}s] building the large bodies ...", flush=True)
+    mse_body, _, mse_check = large_mse_case(rng, args.mse_n)
+    ce_body, _, ce_check = large_ce_case(rng, args.ce_n, args.ce_k)
+    for s in servers:
+        if s.name not in ("lossd", "peer"):
+            continue
+        large[s.name] = {}
+        for case, body, chk in (("mse", mse_body, mse_check), ("ce", ce_body, ce_check)):
+            print(f"[{time.monotonic() - started:6.1f}s] {s.name}: {case} "
+                  f"({len(body) / 1e6:.1f} MB) x{args.repeats} ...", flush=True)
+            large[s.name][case] = run_large(s, body, chk, args.repeats)
+            print(f"          median {large[s.name][case]['median_s']:.3f} s "
+                  f"(all: {', '.join(f'{t:.3f}' for t in large[s.name][case]['times_s'])})",
+                  flush=True)
+    lossd = next((s for s in servers if s.name == "lossd"), None)
+    if lossd:
+        body, headers, parse, check = binary_mse_case(rng, args.mse_n)
+        # ~10 ms each: more repeats, so that one slow request does not move the median
+        reps = max(args.repeats, 21)
+        print(f"[{time.monotonic() - started:6.1f}s] lossd: binary mse "
+              f"({len(body) / 1e6:.1f} MB) x{reps} ...", flush=True)
+        res = run_large(lossd, body, check, reps, headers=headers, parse=parse)
+        large["lossd"]["binary"] = res
+        print(f"          median {res['median_s'] * 1e3:.1f} ms (min {res['min_s'] * 1e3:.1f}, "
+              f"max {res['max_s'] * 1e3:.1f})", flush=True)
+    return large
+
+
 # ------------------------------------------------------------------ main
 
 def main():
@@ -588,7 +620,7 @@ def main():
                 raise RuntimeError(f"--nginx: {NGINX} is not installed")
             servers.append(start_nginx(fixed_body))
 
-        small, large = {}, {}
+        small = {}
         busy = settle()
         print(f"[{time.monotonic() - started:6.1f}s] servers started; machine "
               f"{busy:.0%} busy", flush=True)
@@ -614,32 +646,7 @@ def main():
         if "nginx" in small:
             small["nginx_body"] = fixed_body
 
-        compute = [] if args.small_only else [s for s in servers if s.name in ("lossd", "peer")]
-        if compute:
-            print(f"[{time.monotonic() - started:6.1f}s] building the large bodies ...",
-                  flush=True)
-            mse_body, _, mse_check = large_mse_case(rng, args.mse_n)
-            ce_body, _, ce_check = large_ce_case(rng, args.ce_n, args.ce_k)
-        for s in compute:
-            large[s.name] = {}
-            for case, body, chk in (("mse", mse_body, mse_check), ("ce", ce_body, ce_check)):
-                print(f"[{time.monotonic() - started:6.1f}s] {s.name}: {case} "
-                      f"({len(body) / 1e6:.1f} MB) x{args.repeats} ...", flush=True)
-                large[s.name][case] = run_large(s, body, chk, args.repeats)
-                print(f"          median {large[s.name][case]['median_s']:.3f} s "
-                      f"(all: {', '.join(f'{t:.3f}' for t in large[s.name][case]['times_s'])})",
-                      flush=True)
-        if not args.small_only and any(s.name == "lossd" for s in servers):
-            lossd = next(s for s in servers if s.name == "lossd")
-            body, headers, parse, check = binary_mse_case(rng, args.mse_n)
-            # ~10 ms each: more repeats, so that one slow request does not move the median
-            reps = max(args.repeats, 21)
-            print(f"[{time.monotonic() - started:6.1f}s] lossd: binary mse "
-                  f"({len(body) / 1e6:.1f} MB) x{reps} ...", flush=True)
-            res = run_large(lossd, body, check, reps, headers=headers, parse=parse)
-            large["lossd"]["binary"] = res
-            print(f"          median {res['median_s'] * 1e3:.1f} ms (min {res['min_s'] * 1e3:.1f}, "
-                  f"max {res['max_s'] * 1e3:.1f})", flush=True)
+        large = {} if args.small_only else large_cases(args, servers, rng, started)
         report(args, info, servers, small, large)
         print(f"total run time: {time.monotonic() - started:.1f} s")
         if args.json_out:
