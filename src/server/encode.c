@@ -422,13 +422,27 @@ static size_t chunk_bound(const srv_part *pt, const srv_echunk *c)
 }
 
 /* A JSON request's body is dead once decoded, and usually larger than the
- * response: the chunks are formatted into slices of it, so that the response
- * costs no memory of its own (the body then goes out with the response). */
-static void use_body(srv_job *j)
+ * response: the skeleton and the chunks are formatted into slices of it, so
+ * that the response costs no memory of its own (the body then goes out with
+ * the response).  The skeleton takes the first room bytes when they fit, and
+ * moves to memory of its own if it outgrows them (srv_buf_reserve). */
+static int body_is_free(const srv_job *j)
 {
-    if (!j->n_echunks || j->json_len != j->len || !j->body)
-        return; /* binary: still read */
-    size_t cap = srv_mem_size(j->body), at = 0;
+    return j->json_len == j->len && j->body; /* binary: still read */
+}
+
+static void skeleton_in_body(srv_job *j, size_t room)
+{
+    if (j->out.data || !body_is_free(j) || room >= srv_mem_size(j->body)) return;
+    j->out = (srv_buf){j->body, 0, room + 1, 0, 0, 1};
+    j->out.data[0] = '\0';
+}
+
+static void chunks_in_body(srv_job *j)
+{
+    j->body_in_output = j->out.fixed; /* the skeleton stayed in it */
+    if (!j->n_echunks || !body_is_free(j)) return;
+    size_t cap = srv_mem_size(j->body), at = j->out.fixed ? j->out.cap : 0;
     for (size_t c = 0; c < j->n_echunks; c++) {
         srv_echunk *ch = &j->echunks[c];
         size_t need = chunk_bound(&j->parts[ch->part], ch);
@@ -445,7 +459,9 @@ int srv_encode_response(srv_job *j)
     writer w = {&j->out, 0, j};
     /* Room for the longest numbers, reserved once: what is not written of it
      * costs no memory (mem.c), and a buffer that grew would not be reused. */
-    if (srv_buf_reserve(&j->out, numbers_out(j) * (SRV_DOUBLE_MAX + 2) + 1024)) return -1;
+    size_t room = numbers_out(j) * (SRV_DOUBLE_MAX + 2) + 1024;
+    skeleton_in_body(j, room);
+    if (srv_buf_reserve(&j->out, room)) return -1;
     if (j->ep == SRV_EP_LOSS)
         loss_response(&w, j);
     else
@@ -471,7 +487,7 @@ int srv_encode_response(srv_job *j)
             c->u1 = u + per < pt->units ? u + per : pt->units;
         }
     }
-    use_body(j);
+    chunks_in_body(j);
     return 0;
 }
 

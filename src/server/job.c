@@ -254,7 +254,10 @@ static int build_output(srv_job *j, srv_output *o)
         o->len += j->bparts[k].len;
     }
     /* the buffers change hands */
-    o->bufs[o->n_bufs++] = srv_buf_steal(&j->out, NULL);
+    if (j->out.fixed) /* the skeleton is in the body (below) */
+        srv_buf_free(&j->out);
+    else
+        o->bufs[o->n_bufs++] = srv_buf_steal(&j->out, NULL);
     for (size_t k = 0; k < j->n_echunks; k++) {
         if (!j->echunks[k].text.fixed)
             o->bufs[o->n_bufs++] = srv_buf_steal(&j->echunks[k].text, NULL);
@@ -262,7 +265,7 @@ static int build_output(srv_job *j, srv_output *o)
         if (j->echunks[k].zip.data)
             o->bufs[o->n_bufs++] = srv_buf_steal(&j->echunks[k].zip, NULL);
     }
-    if (j->body_in_output) { /* chunks were formatted in the body's memory */
+    if (j->body_in_output) { /* the skeleton or chunks are in the body's memory */
         o->bufs[o->n_bufs++] = j->body;
         j->body = NULL;
         j->body_in_output = 0;

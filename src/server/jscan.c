@@ -305,6 +305,19 @@ static int lift_array(scanner *s)
     return rc;
 }
 
+/* The numbers' buffer is sized at the first array for the whole body: its
+ * numbers, and as many more per byte, and an eighth, for the rest of the body
+ * (a request mostly carries tensors of one size, predictions and targets, whose
+ * numbers differ in length).  A buffer that doubles below mem.c's large blocks
+ * leaves its old copy in malloc's memory: 8 KB of a 1000-element request; room
+ * not written costs nothing. */
+static size_t values_estimate(const scanner *s, const srv_lifted *a, const char *after)
+{
+    double per_byte = (double)a->count / (double)(after - s->p);
+    size_t more = (size_t)(per_byte * (double)(s->end - after));
+    return a->count + more + more / 8;
+}
+
 static int lift_structured(scanner *s, srv_lifted *ap, const char *after,
                            const size_t *cuts, size_t n_cuts)
 {
@@ -315,6 +328,12 @@ static int lift_structured(scanner *s, srv_lifted *ap, const char *after,
                       "the request has more than %zu numbers (--max-elements)",
                       sc->max_values);
         return -1;
+    }
+    if (!sc->cap_values) {
+        size_t n = values_estimate(s, &a, after);
+        if (sc->max_values && n > sc->max_values) n = sc->max_values;
+        if (!(sc->values = srv_mem_alloc(n * sizeof(double)))) n = 0;
+        sc->cap_values = n;
     }
     if (grow((void **)&sc->values, &sc->cap_values, sc->n_values + a.count,
              sizeof(double)) ||

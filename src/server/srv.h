@@ -46,7 +46,7 @@ typedef struct srv_buf {
     char *data; /* owned (srv_mem); NUL-terminated when len > 0 */
     size_t len, cap, max;
     int toobig;
-    int fixed; /* data is borrowed memory of cap bytes: never grown, never freed */
+    int fixed; /* data is borrowed memory of cap bytes, never freed: moves on growth */
 } srv_buf;
 
 int srv_buf_reserve(srv_buf *b, size_t extra); /* 0, or -1 (limit or ENOMEM) */

@@ -388,3 +388,50 @@ def test_fast_and_slow_json_paths_agree(srv):
     assert r.status_code == 200, r.text[:300]
     got = np.asarray(r.json()["losses"])
     assert np.array_equal(got, np.abs(vals)), "a number changed on its way through the fast path"
+
+
+def test_response_written_into_the_dead_body(srv):
+    """A JSON body is dead once decoded, and lossd writes the response into it when
+    the longest response fits.  The numbers must be those of a binary request with
+    the same values (whose body is still read, so its response has memory of its
+    own), and the gradients numpy's."""
+    rng = np.random.default_rng(5)
+    n = 3000  # ~120 KB of body for at most ~80 KB of response: it fits
+    p, t = rng.normal(size=n), rng.normal(size=n)
+    out = ["cost", "losses", "gradients"]
+    r = srv.post("/v1/loss", {"loss": "mse", "inputs": {"predictions": p.tolist(), "targets": t.tolist()},
+                              "outputs": out})
+    assert r.status_code == 200, r.text[:300]
+    got = r.json()
+    rb = post_binary(srv, {"loss": "mse", "outputs": out,
+                           "inputs": {"predictions": tensor([n], "float64"), "targets": tensor([n], "float64")}},
+                     [p, t])
+    assert rb.status_code == 200, rb.text[:300]
+    want = rb.json()  # its arrays are tensor objects, as its inputs were
+    data = lambda x: x["data"] if isinstance(x, dict) else x
+    assert got["cost"] == want["cost"] and got["losses"] == data(want["losses"])
+    assert got["gradients"]["predictions"] == data(want["gradients"]["predictions"])
+    cost, grad = mse_expect(p, t)
+    assert close_to(got["cost"], cost, 1e-14)
+    assert np.allclose(got["gradients"]["predictions"], grad, rtol=1e-15, atol=0)
+    assert np.array_equal(got["losses"], (p - t) ** 2)
+
+
+def test_response_that_outgrows_the_dead_body(srv):
+    """Task names are echoed: long ones make the response outgrow the room lossd
+    reserves for it in the body, and it must move whole to memory of its own."""
+    names = [("é\"\\" * 1000) + str(i) for i in range(3)]  # 8 KB of name each, escaped
+    def objective(names):
+        return {"tasks": [{"name": nm, "loss": "mse", "inputs": {"predictions": [1.0, 2.0, float(i)],
+                                                                 "targets": [0.0, 0.5, 0.0]}}
+                          for i, nm in enumerate(names)],
+                "outputs": ["objective", "gradients"]}
+    long = srv.post("/v1/objective", objective(names))
+    short = srv.post("/v1/objective", objective(["a", "b", "c"]))
+    assert long.status_code == short.status_code == 200, long.text[:300]
+    got, want = long.json(), short.json()
+    assert [t.pop("name") for t in got["tasks"]] == names
+    for t in want["tasks"]:
+        t.pop("name")
+    assert got == want
+    assert want["objective"] == (1 + 2.25 + 0) / 3 + (1 + 2.25 + 1) / 3 + (1 + 2.25 + 4) / 3

@@ -1,6 +1,6 @@
 /* test_mem.c - mem.c and buf.c: blocks of every size class, the layout of large
  * blocks, what they cost in resident memory (counted with mincore), growth that
- * keeps the data, the cache, and a buffer's first reservation. */
+ * keeps the data, the cache, and a buffer's first reservation and borrowed memory. */
 #define _GNU_SOURCE /* mincore */
 #include "srv.h"
 #include "test.h"
@@ -225,6 +225,32 @@ static void test_buf(void)
     srv_buf_free(&m);
 }
 
+/* A buffer over borrowed memory (a response skeleton in a dead body) stays there
+ * while it fits, and moves to memory of its own, data kept, when it must grow; the
+ * borrowed memory is left as it was and never freed. */
+static void test_buf_borrowed(void)
+{
+    char *body = srv_mem_alloc(64);
+    memset(body, '#', 64);
+    srv_buf b = {body, 0, 16, 0, 0, 1};
+    b.data[0] = '\0';
+    CHECK(srv_buf_puts(&b, "0123456789abcde") == 0 && b.data == body && b.fixed,
+          "15 bytes and a NUL fit 16 borrowed bytes");
+    CHECK(srv_buf_puts(&b, "f") == 0 && b.data != body && !b.fixed && b.cap >= 17,
+          "the 17th byte moves it: fixed %d cap %zu", b.fixed, b.cap);
+    CHECK(!strcmp(b.data, "0123456789abcdef") && b.len == 16, "moved: \"%s\"", b.data);
+    CHECK(!memcmp(body, "0123456789abcde", 16) && body[16] == '#',
+          "the borrowed bytes are as they were");
+    srv_buf_free(&b); /* frees its own memory only */
+    srv_mem_free(body);
+
+    char room[8];
+    srv_buf f = {room, 0, sizeof room, 0, 0, 1};
+    CHECK(srv_buf_puts(&f, "1234567") == 0 && f.data == room, "fills its room");
+    srv_buf_free(&f);
+    CHECK(f.data == NULL && !f.fixed, "freed without freeing the room");
+}
+
 int main(void)
 {
     page = (size_t)sysconf(_SC_PAGESIZE);
@@ -234,6 +260,7 @@ int main(void)
     test_resident();
     test_growth();
     test_buf();
+    test_buf_borrowed();
     test_cache_lru();
     test_cache();
     return test_report("test_mem");
