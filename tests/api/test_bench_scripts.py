@@ -14,8 +14,10 @@ from conftest import LOSSD_BIN, SLOW
 
 NUM = r"[0-9]+(?:\.[0-9]+)?"
 # N, body MB, resp MB, ms, ns/elem, MB/s, first MB, first/body, then warm MB and
-# warm/body, or "-" where the kernel refuses to reset the high-water mark
-ROW = re.compile(rf"^\s+1000((?:\s+{NUM}){{7}})\s+(?:{NUM}\s+{NUM}|-)\s*$", re.M)
+# warm/body and each MB and each/body, or "-" for both where the kernel refuses to
+# reset the high-water mark
+ROW = re.compile(rf"^\s+1000((?:\s+{NUM}){{7}})\s+(?:{NUM}\s+{NUM}\s+{NUM}\s+{NUM}|-\s+-)\s*$",
+                 re.M)
 
 
 def test_scaling_driver_smallest_rows():

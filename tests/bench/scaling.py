@@ -21,6 +21,12 @@ payload plus a small JSON header), from the same lossd:
            kind on the same connection, with the high-water mark reset there
            (`echo 5 > /proc/PID/clear_refs`): what this size costs a server that has
            already answered a request.
+and a third, per request:
+  each   - the largest, over the requests of N, of the peak during one request
+           (the high-water mark reset before it) minus the RSS just before it,
+           leaving out file pages first mapped during it (RssFile grew: code of
+           lossd and libc, shared with other processes, which the kernel maps 64 KiB
+           at a time): what one request adds to the memory lossd holds.
 Nothing here fails on a figure: it prints them.
 """
 
@@ -118,12 +124,21 @@ def measure(binary, n, make, reps, rng):
         warm = status_kb(proc.pid, "VmRSS") if reset_peak(proc.pid) else None
         times = []
         out_len = 0
+        peak = status_kb(proc.pid, "VmHWM")
+        each = None if warm is None else 0
         for k in range(reps + 1):  # the first request of N warms up its memory
+            before, file_before = status_kb(proc.pid, "VmRSS"), status_kb(proc.pid, "RssFile")
+            if each is not None:
+                reset_peak(proc.pid)
             t0 = time.perf_counter()
             out_len = post(conn, n, body, headers)
             if k:
                 times.append(time.perf_counter() - t0)
-        peak = status_kb(proc.pid, "VmHWM")
+            hwm = status_kb(proc.pid, "VmHWM")
+            peak = max(peak, hwm)
+            if each is not None:
+                files = status_kb(proc.pid, "RssFile") - file_before
+                each = max(each, hwm - before - max(files, 0))
         conn.close()
     finally:
         proc.terminate()
@@ -135,7 +150,9 @@ def measure(binary, n, make, reps, rng):
             "moved_mb_s": (len(body) + out_len) / med / 1e6,
             "peak_rss_extra": extra, "rss_per_body": extra / len(body),
             "warm_rss_extra": warm_extra,
-            "warm_per_body": None if warm_extra is None else warm_extra / len(body)}
+            "warm_per_body": None if warm_extra is None else warm_extra / len(body),
+            "each_rss_extra": None if each is None else each * 1024,
+            "each_per_body": None if each is None else each * 1024 / len(body)}
 
 
 def mb_ratio(extra, ratio):
@@ -155,14 +172,15 @@ def main():
     print(f"date:    {time.strftime('%Y-%m-%dT%H:%M:%S%z')}")
     print(f"command: {' '.join([sys.executable] + sys.argv)}")
     print("request: mse, outputs cost + gradients, one fresh lossd per row")
-    print("peak:    MB above the RSS before any request (first) and above the RSS after one\n"
-          "         1-element request (warm); each also as a multiple of the body")
+    print("peak:    MB above the RSS before any request (first), above the RSS after one\n"
+          "         1-element request (warm), and the most one request of N added to the RSS\n"
+          "         before it, file pages left out (each); each also as a multiple of the body")
     for label, make, top in (("binary float32 in/out", binary_body, args.binary_max),
                              ("binary float64 in/out", binary64_body, args.binary_max),
                              ("JSON", json_body, args.json_max)):
         print(f"\n{label}")
         print(f"{'N':>10} {'body MB':>9} {'resp MB':>9} {'ms':>9} {'ns/elem':>8} {'MB/s':>8} "
-              f"{'first MB  /body':>16} {'warm MB  /body':>16}")
+              f"{'first MB  /body':>16} {'warm MB  /body':>16} {'each MB  /body':>16}")
         for e in range(3, top + 1):
             n = 10 ** e
             r = measure(args.lossd, n, make, args.reps, rng)
@@ -170,7 +188,8 @@ def main():
                   f"{r['seconds'] * 1e3:>9.2f} {r['seconds'] / n * 1e9:>8.1f} "
                   f"{r['moved_mb_s']:>8.0f} "
                   f"{mb_ratio(r['peak_rss_extra'], r['rss_per_body']):>16} "
-                  f"{mb_ratio(r['warm_rss_extra'], r['warm_per_body']):>16}", flush=True)
+                  f"{mb_ratio(r['warm_rss_extra'], r['warm_per_body']):>16} "
+                  f"{mb_ratio(r['each_rss_extra'], r['each_per_body']):>16}", flush=True)
 
 
 if __name__ == "__main__":
