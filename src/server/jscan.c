@@ -308,14 +308,16 @@ static int lift_array(scanner *s)
 /* The numbers' buffer is sized at the first array for the whole body: its
  * numbers, and as many more per byte, and an eighth, for the rest of the body
  * (a request mostly carries tensors of one size, predictions and targets, whose
- * numbers differ in length).  A buffer that doubles below mem.c's large blocks
- * leaves its old copy in malloc's memory: 8 KB of a 1000-element request; room
- * not written costs nothing. */
+ * numbers differ in length), but at most four more arrays of its size (a body
+ * that goes on with long strings).  A buffer that doubles below mem.c's large
+ * blocks leaves its old copy in malloc's memory: 8 KB of a 1000-element
+ * request; room not written costs nothing, and a large block grows in place. */
 static size_t values_estimate(const scanner *s, const srv_lifted *a, const char *after)
 {
     double per_byte = (double)a->count / (double)(after - s->p);
     size_t more = (size_t)(per_byte * (double)(s->end - after));
-    return a->count + more + more / 8;
+    more += more / 8;
+    return a->count + (more < 4 * a->count ? more : 4 * a->count);
 }
 
 static int lift_structured(scanner *s, srv_lifted *ap, const char *after,
