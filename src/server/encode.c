@@ -424,7 +424,9 @@ static size_t chunk_bound(const srv_part *pt, const srv_echunk *c)
 /* A JSON request's body is dead once decoded, and usually larger than the
  * response: the skeleton and the chunks are formatted into slices of it, so
  * that the response costs no memory of its own (the body then goes out with
- * the response).  The skeleton takes the first room bytes when they fit, and
+ * the response, and is held until it is sent instead of a buffer of the
+ * response's size: the peak, body + numbers + gradients + response, is what
+ * this saves).  The skeleton takes the first room bytes when they fit, and
  * moves to memory of its own if it outgrows them (srv_buf_reserve). */
 static int body_is_free(const srv_job *j)
 {
