@@ -733,7 +733,9 @@ static int plan(srv_job *j, srv_task *t, double grad_factor)
     t->unit0 = j->n_units;
     j->n_units += t->plan.n_blocks;
     /* Binary float32 results are written as float32 by the core, a block at a
-     * time: no double copy of them. */
+     * time: no double copy of them.  A gradient of a binary float32 input is
+     * written over that input in the body (which the core allows), so it costs
+     * no memory of its own; the body then goes out with the response. */
     if (j->outputs & SRV_OUT_LOSSES) {
         size_t n = t->plan.n_terms;
         if (j->binary_out && t->form[0].dtype == SRV_DTYPE_FLOAT32)
@@ -748,7 +750,8 @@ static int plan(srv_job *j, srv_task *t, double grad_factor)
             if (!t->spec.desc->inputs[i].differentiable) continue;
             size_t n = t->plan.input_size[i];
             if (j->binary_out && t->form[i].dtype == SRV_DTYPE_FLOAT32)
-                t->out.grads_f32[i] = own_bytes(j, n * 4);
+                t->out.grads_f32[i] =
+                    t->in[i].f32 ? (void *)t->in[i].f32 : own_bytes(j, n * 4);
             else
                 t->out.grads[i] = own(j, n);
             if (!t->out.grads[i] && !t->out.grads_f32[i])

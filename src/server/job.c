@@ -196,12 +196,17 @@ void srv_job_encode(srv_job *j, size_t c0, size_t c1)
     srv_encode_chunks(j, c0, c1);
 }
 
-/* The bytes of a binary output: the result array itself when it has the dtype
- * asked for (it changes hands, no copy), or a float32 copy. */
-static char *binary_bytes(srv_job *j, const srv_bpart *b, size_t *len)
+/* The bytes of a binary output: a float32 gradient written over its input in
+ * the body (*in_body: the body goes with the output), the result array itself
+ * when it has the dtype asked for (it changes hands, no copy), or a float32
+ * copy. */
+static char *binary_bytes(srv_job *j, const srv_bpart *b, size_t *len, int *in_body)
 {
     *len = b->n * (b->dtype == SRV_DTYPE_FLOAT32 ? 4 : 8);
     const void *whole = b->f32 ? b->f32 : b->dtype == SRV_DTYPE_FLOAT64 ? b->v : NULL;
+    *in_body = whole && j->body && (const char *)whole >= j->body &&
+               (const char *)whole < j->body + j->len;
+    if (*in_body) return (char *)whole;
     for (size_t i = 0; whole && i < j->n_owned; i++)
         if (j->owned[i] == whole) {
             char *p = j->owned[i];
@@ -265,7 +270,7 @@ static int build_output(srv_job *j, srv_output *o)
         if (j->echunks[k].zip.data)
             o->bufs[o->n_bufs++] = srv_buf_steal(&j->echunks[k].zip, NULL);
     }
-    if (j->body_in_output) { /* the skeleton or chunks are in the body's memory */
+    if (j->body_in_output) { /* the skeleton, chunks or gradients are in the body */
         o->bufs[o->n_bufs++] = j->body;
         j->body = NULL;
         j->body_in_output = 0;
@@ -289,13 +294,18 @@ void srv_job_complete(srv_job *j)
     if (!j->failed && j->n_bparts) {
         free(j->given);
         j->given = calloc(j->n_bparts, sizeof *j->given);
-        for (size_t k = 0; j->given && k < j->n_bparts; k++) {
+        size_t k = 0;
+        for (; j->given && k < j->n_bparts; k++) {
             srv_bpart *b = &j->bparts[k];
-            b->bytes = binary_bytes(j, b, &b->len);
+            int in_body;
+            b->bytes = binary_bytes(j, b, &b->len, &in_body);
             if (!b->bytes) break;
-            j->given[j->n_given++] = b->bytes;
+            if (in_body)
+                j->body_in_output = 1;
+            else
+                j->given[j->n_given++] = b->bytes;
         }
-        if (!j->given || j->n_given < j->n_bparts) {
+        if (!j->given || k < j->n_bparts) {
             srv_error_set(&j->err, 500, "internal_error", "",
                           "out of memory for binary outputs");
             j->failed = 1;

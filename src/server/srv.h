@@ -331,8 +331,8 @@ typedef struct srv_job {
     size_t n_echunks, cap_echunks;
     srv_bpart *bparts; /* binary outputs, in the order of the JSON */
     size_t n_bparts, cap_bparts;
-    int body_in_output; /* encoding chunks live in the dead body: it goes with the output
-                         */
+    int body_in_output; /* the response's skeleton, chunks or binary gradients are in
+                           the body: it goes with the output */
     int status;
     /* per-stage times, nanoseconds */
     uint64_t t_parse, t_compute, t_encode;

@@ -2,8 +2,8 @@
  * one call, block by block in shuffled order, and in ranges on several threads
  * must give bit-identical costs, losses, gradients and metrics.  Float32 inputs
  * (widened block by block in the core) must give the bits of their widened
- * copies, float32 outputs the rounded doubles, and bad float32 inputs the errors
- * the doubles give. */
+ * copies, float32 outputs the rounded doubles (also when each gradient is written
+ * over its own input), and bad float32 inputs the errors the doubles give. */
 #include "support.h"
 
 #include <math.h>
@@ -186,7 +186,39 @@ static void check_float32(const setup *su, const loss_spec *s, const loss_tensor
     for (size_t i = 0; i < ni; i++) free(gf[i]);
     loss_plan_free(&nar.p);
 
-    /* 3. bad values, late in the batch (a later block than the first): the same
+    /* 3. every input float32, and each float32 gradient written over its own
+     * input (what lossd does with binary tensors), on threads: the same */
+    float *over[LOSS_MAX_INPUTS] = {0};
+    for (size_t i = 0; i < ni; i++) {
+        over[i] = to_f32(&in[i]);
+        f[i].f32 = over[i];
+    }
+    run ow;
+    CHECK(loss_plan_init(&ow.p, s, f, wt, LOSS_MEAN, &e) == 0, "%s: %s", su->loss,
+          e.message);
+    memset(&ow.out, 0, sizeof ow.out);
+    lf = malloc(ow.p.n_terms * sizeof *lf);
+    ow.out.losses_f32 = lf;
+    for (size_t i = 0; i < ni; i++)
+        if (s->desc->inputs[i].differentiable) ow.out.grads_f32[i] = over[i];
+    eval_threads(&ow, cut, 6);
+    CHECK(loss_finish(&ow.p, &ow.r, &e) == 0, "%s", e.message);
+    ok = memcmp(&ow.r.cost, &one->r.cost, sizeof(double)) == 0 &&
+         memcmp(&ow.r.accuracy, &one->r.accuracy, sizeof(double)) == 0;
+    for (size_t j = 0; ok && j < ow.p.n_terms; j++)
+        ok = lf[j] == (float)one->out.losses[j];
+    for (size_t i = 0; i < ni; i++)
+        for (size_t j = 0; ok && ow.out.grads_f32[i] && j < ow.p.input_size[i]; j++)
+            ok = over[i][j] == (float)one->out.grads[i][j];
+    CHECK(ok, "%s: float32 gradients written over their inputs differ", su->loss);
+    free(lf);
+    for (size_t i = 0; i < ni; i++) {
+        f[i].f32 = fb[i];
+        free(over[i]);
+    }
+    loss_plan_free(&ow.p);
+
+    /* 4. bad values, late in the batch (a later block than the first): the same
      * error as the doubles.  A NaN in the last input, then a bad target. */
     size_t last = ni - 1, sz_last = loss_tensor_size(&in[last]);
     same_error(su, s, in, wt, last, sz_last - 3, NAN);
