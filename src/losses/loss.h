@@ -309,10 +309,10 @@ LOSS_API void loss_plan_scale_gradients(loss_plan *p, double factor);
  * p->input_size[i] doubles for a differentiable input i, or NULL to skip it.
  * The _f32 twins take a result as float32 instead (rounded to nearest; native
  * byte order, any alignment), written a block at a time without a double copy
- * of the whole array; give each result one way, not both.  grads_f32[i] may be
- * input i's own float32 elements (inputs[i].f32), to be overwritten: a block's
- * inputs are all widened before any of its results is written, and a block
- * writes only its own elements. */
+ * of the whole array; give each result one way, not both.  A gradient may be
+ * written over its own input, grads[i] over inputs[i].data or grads_f32[i] over
+ * inputs[i].f32: a block's inputs are all read (widened, or copied) before any
+ * of its results is written, and a block writes only its own elements. */
 typedef struct loss_outputs {
     double *losses;
     double *grads[LOSS_MAX_INPUTS];

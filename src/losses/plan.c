@@ -261,32 +261,43 @@ static size_t per_term(const loss_plan *p, size_t i)
     return p->n_terms ? p->input_size[i] / p->n_terms : 0;
 }
 
-/* True when some result is to be written as float32. */
-static int wants_f32(const loss_plan *p, const loss_outputs *out)
+/* True when input i's gradient is to be written over the input's own doubles. */
+static int overwritten(const loss_plan *p, const loss_outputs *out, size_t i)
 {
-    int any = out->losses_f32 != NULL;
+    return p->desc->inputs[i].differentiable && out->grads[i] &&
+           out->grads[i] == p->in[i].data;
+}
+
+/* True when a block needs a view: float32 inputs, a result to be written as
+ * float32, or an input that its gradient overwrites. */
+static int needs_views(const loss_plan *p, const loss_outputs *out)
+{
+    int any = p->narrow || out->losses_f32 != NULL;
     for (size_t i = 0; i < p->desc->n_inputs; i++)
-        any |= out->grads_f32[i] != NULL && p->desc->inputs[i].differentiable;
+        any |= (out->grads_f32[i] != NULL && p->desc->inputs[i].differentiable) ||
+               overwritten(p, out, i);
     return any;
 }
 
-/* A block's scratch: the widened slices of the float32 inputs, and (out not NULL)
- * the double gradients of the inputs whose gradients are wanted as float32. */
+/* A block's scratch: the widened slices of the float32 inputs, copies of the
+ * slices of the inputs that their gradients overwrite, and the double gradients
+ * of the inputs whose gradients are wanted as float32. */
 static double *scratch_new(const loss_plan *p, const loss_outputs *out)
 {
     size_t len = 1;
     for (size_t i = 0; i < p->desc->n_inputs; i++) {
         size_t e = per_term(p, i) * p->block;
-        if (p->in[i].f32) len += e;
+        if (p->in[i].f32 || (out && overwritten(p, out, i))) len += e;
         if (out && out->grads_f32[i] && p->desc->inputs[i].differentiable) len += e;
     }
     return malloc(len * sizeof(double));
 }
 
-/* Fills *q with the view of terms [t0, t0 + n); returns the unused rest of
- * scratch. */
-static double *view(const loss_plan *p, size_t t0, size_t n, double *scratch,
-                    loss_plan *q)
+/* Fills *q with the view of terms [t0, t0 + n): float32 inputs widened, and
+ * inputs that their gradients overwrite (out) copied, into scratch.  Returns the
+ * unused rest of scratch. */
+static double *view(const loss_plan *p, const loss_outputs *out, size_t t0, size_t n,
+                    double *scratch, loss_plan *q)
 {
     *q = *p;
     q->n_terms = n;
@@ -299,6 +310,10 @@ static double *view(const loss_plan *p, size_t t0, size_t n, double *scratch,
                            n * e);
             q->in[i].data = scratch;
             q->in[i].f32 = NULL;
+            scratch += n * e;
+        } else if (out && overwritten(p, out, i)) {
+            memcpy(scratch, p->in[i].data + t0 * e, n * e * sizeof(double));
+            q->in[i].data = scratch;
             scratch += n * e;
         } else {
             q->in[i].data = p->in[i].data + t0 * e;
@@ -339,7 +354,7 @@ static int check_values_f32(loss_plan *p, loss_error *err)
             size_t t0 = b * p->block,
                    n = p->n_terms - t0 < p->block ? p->n_terms - t0 : p->block;
             loss_plan q;
-            view(p, t0, n, scratch, &q);
+            view(p, NULL, t0, n, scratch, &q);
             bad = p->desc->ops->values(&q, NULL) != 0;
         }
         free(scratch);
@@ -384,7 +399,7 @@ static int denominator(const loss_plan *p, double *block_sums, double *den)
         fill_weights(p, t0, n, w);
         if (dfactor && scratch) {
             loss_plan q;
-            view(p, t0, n, scratch, &q);
+            view(p, NULL, t0, n, scratch, &q);
             dfactor(&q, 0, n, d);
         } else if (dfactor) {
             dfactor(p, t0, n, d);
@@ -535,8 +550,9 @@ int loss_eval_blocks(loss_plan *p, size_t b0, size_t b1, const loss_outputs *out
         grads[i] = out->grads[i];
         if (!grads[i]) grads_f32[i] = out->grads_f32[i];
     }
-    /* Float32 inputs or outputs: each block through a view (see view()). */
-    int views = p->narrow || wants_f32(p, out);
+    /* Float32 inputs or outputs, or inputs that their gradients overwrite: each
+     * block through a view (see view()). */
+    int views = needs_views(p, out);
     double *scratch = views && b0 < b1 ? scratch_new(p, out) : NULL;
     if (views && b0 < b1 && !scratch) return LOSS_ENOMEM;
     const loss__ops *ops = p->desc->ops;
@@ -551,7 +567,7 @@ int loss_eval_blocks(loss_plan *p, size_t b0, size_t b1, const loss_outputs *out
         memcpy(g, grads, sizeof g);
         loss_plan v;
         if (views) {
-            double *rest = view(p, t0, n, scratch, &v);
+            double *rest = view(p, out, t0, n, scratch, &v);
             q = &v;
             at = 0;
             for (size_t i = 0; i < p->desc->n_inputs; i++) {

@@ -720,6 +720,18 @@ static int task(srv_job *j, srv_task *t, const json_t *obj)
     return 0;
 }
 
+/* The memory for input in's double gradient: the input's own doubles, which the
+ * core may overwrite (loss.h), so that a gradient costs no memory of its own;
+ * but not numbers lifted from JSON when the gradient goes out as binary data,
+ * which would then be copied out of the scanner's buffer. */
+static double *grad_memory(srv_job *j, const loss_tensor *in, size_t n)
+{
+    const double *v = j->scan.values;
+    int lifted = v && in->data >= v && in->data < v + j->scan.n_values;
+    if (in->data && !(j->binary_out && lifted)) return (double *)(uintptr_t)in->data;
+    return own(j, n);
+}
+
 static int plan(srv_job *j, srv_task *t, double grad_factor)
 {
     loss_error e;
@@ -733,9 +745,10 @@ static int plan(srv_job *j, srv_task *t, double grad_factor)
     t->unit0 = j->n_units;
     j->n_units += t->plan.n_blocks;
     /* Binary float32 results are written as float32 by the core, a block at a
-     * time: no double copy of them.  A gradient of a binary float32 input is
-     * written over that input in the body (which the core allows), so it costs
-     * no memory of its own; the body then goes out with the response. */
+     * time: no double copy of them.  A gradient is written over its own input
+     * (which the core allows), so it costs no memory of its own: a binary float32
+     * one over that input in the body (the body then goes out with the
+     * response), a double one over the input's doubles (grad_memory). */
     if (j->outputs & SRV_OUT_LOSSES) {
         size_t n = t->plan.n_terms;
         if (j->binary_out && t->form[0].dtype == SRV_DTYPE_FLOAT32)
@@ -753,7 +766,7 @@ static int plan(srv_job *j, srv_task *t, double grad_factor)
                 t->out.grads_f32[i] =
                     t->in[i].f32 ? (void *)t->in[i].f32 : own_bytes(j, n * 4);
             else
-                t->out.grads[i] = own(j, n);
+                t->out.grads[i] = grad_memory(j, &t->in[i], n);
             if (!t->out.grads[i] && !t->out.grads_f32[i])
                 return fail(j, 500, "internal_error", "", "out of memory");
         }

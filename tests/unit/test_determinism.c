@@ -2,8 +2,9 @@
  * one call, block by block in shuffled order, and in ranges on several threads
  * must give bit-identical costs, losses, gradients and metrics.  Float32 inputs
  * (widened block by block in the core) must give the bits of their widened
- * copies, float32 outputs the rounded doubles (also when each gradient is written
- * over its own input), and bad float32 inputs the errors the doubles give. */
+ * copies, float32 outputs the rounded doubles, gradients written over their own
+ * inputs (double or float32) the same, and bad float32 inputs the errors the
+ * doubles give. */
 #include "support.h"
 
 #include <math.h>
@@ -134,6 +135,38 @@ static void same_error(const setup *su, const loss_spec *s, const loss_tensor *i
     loss_plan_free(&pf);
     free(copy);
     for (size_t i = 0; i < ni; i++) free(fb[i]);
+}
+
+/* Each gradient written over its own input's doubles (what lossd does with the
+ * numbers of a request), on threads: the bits of run one. */
+static void check_overwrite(const setup *su, const loss_spec *s, const loss_tensor *in,
+                            const loss_tensor *wt, const run *one, const size_t *cut)
+{
+    size_t ni = s->desc->n_inputs;
+    loss_tensor c[LOSS_MAX_INPUTS];
+    double *copy[LOSS_MAX_INPUTS] = {0};
+    loss_error e;
+    for (size_t i = 0; i < ni; i++) {
+        size_t sz = loss_tensor_size(&in[i]);
+        copy[i] = malloc(sz * sizeof(double));
+        memcpy(copy[i], in[i].data, sz * sizeof(double));
+        c[i] = in[i];
+        c[i].data = copy[i];
+    }
+    run ow;
+    CHECK(loss_plan_init(&ow.p, s, c, wt, LOSS_MEAN, &e) == 0, "%s: %s", su->loss,
+          e.message);
+    memset(&ow.out, 0, sizeof ow.out);
+    ow.out.losses = malloc(ow.p.n_terms * sizeof(double));
+    for (size_t i = 0; i < ni; i++)
+        if (s->desc->inputs[i].differentiable) ow.out.grads[i] = copy[i];
+    eval_threads(&ow, cut, 6);
+    CHECK(loss_finish(&ow.p, &ow.r, &e) == 0, "%s", e.message);
+    CHECK(same_bits(one, &ow), "%s: gradients written over their inputs differ",
+          su->loss);
+    free(ow.out.losses);
+    for (size_t i = 0; i < ni; i++) free(copy[i]);
+    loss_plan_free(&ow.p);
 }
 
 /* Float32 inputs and outputs against the doubles of run one. */
@@ -328,6 +361,7 @@ static void check(const setup *su, unsigned long long seed)
     CHECK(same_bits(&one, &blocks), "%s: one call vs shuffled blocks differ", su->loss);
     CHECK(same_bits(&one, &threads), "%s: one call vs threads differ", su->loss);
     CHECK(isfinite(one.r.cost), "%s: cost %g", su->loss, one.r.cost);
+    check_overwrite(su, &s, in, su->weights ? &wt : NULL, &one, cut);
     check_float32(su, &s, in, su->weights ? &wt : NULL, &one, cut);
     for (int r = 0; r < 3; r++) free_run(runs[r]);
     free(order);
