@@ -15,24 +15,19 @@ int srv_buf_reserve(srv_buf *b, size_t extra)
     }
     size_t need = b->len + extra + 1; /* room for a NUL */
     if (need <= b->cap) return 0;
-    if (b->fixed) { /* borrowed memory is never grown: move to memory of its own */
-        size_t cap = need > 2 * b->cap ? need : 2 * b->cap;
-        char *p = srv_mem_alloc(cap);
-        if (!p) return -1;
-        memcpy(p, b->data, b->len);
-        p[b->len] = '\0';
-        b->data = p;
-        b->cap = cap;
-        b->fixed = 0;
-        return 0;
-    }
     /* The first reservation is taken as the caller's estimate (a body's
      * Content-Length, a response's size): exact, so that a 4.1 MB body does
      * not take 8 MB.  Growth after it doubles. */
     size_t cap = b->cap ? b->cap * 2 : need < 256 ? 256 : need;
     if (cap < need || cap < b->cap) cap = need;
-    char *p = srv_mem_realloc(b->data, cap);
+    /* Borrowed memory is never grown: the data moves to memory of its own. */
+    char *p = b->fixed ? srv_mem_alloc(cap) : srv_mem_realloc(b->data, cap);
     if (!p) return -1;
+    if (b->fixed) {
+        memcpy(p, b->data, b->len);
+        p[b->len] = '\0';
+        b->fixed = 0;
+    }
     b->data = p;
     b->cap = cap;
     return 0;

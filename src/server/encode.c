@@ -442,7 +442,6 @@ static void skeleton_in_body(srv_job *j, size_t room)
 
 static void chunks_in_body(srv_job *j)
 {
-    if (j->out.fixed) j->body_in_output = 1; /* the skeleton stayed in it */
     if (!j->n_echunks || !body_is_free(j)) return;
     size_t cap = srv_mem_size(j->body), at = j->out.fixed ? j->out.cap : 0;
     for (size_t c = 0; c < j->n_echunks; c++) {

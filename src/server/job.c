@@ -259,9 +259,10 @@ static int build_output(srv_job *j, srv_output *o)
         o->len += j->bparts[k].len;
     }
     /* the buffers change hands */
-    if (j->out.fixed) /* the skeleton is in the body (below) */
+    if (j->out.fixed) { /* the skeleton stayed in the body: it goes too (below) */
         srv_buf_free(&j->out);
-    else
+        j->body_in_output = 1;
+    } else
         o->bufs[o->n_bufs++] = srv_buf_steal(&j->out, NULL);
     for (size_t k = 0; k < j->n_echunks; k++) {
         if (!j->echunks[k].text.fixed)

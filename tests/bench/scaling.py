@@ -46,12 +46,17 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def status_kb(pid, key):
+def status_kb(pid, *keys):
+    """The kB figures of /proc/PID/status named by keys (0 when absent), from one
+    read: one value for one key, a tuple for several."""
+    found = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
+            name, _, rest = line.partition(":")
+            if name in keys:
+                found[name] = int(rest.split()[0])
+    values = tuple(found.get(k, 0) for k in keys)
+    return values[0] if len(keys) == 1 else values
 
 
 def start(binary):
@@ -127,18 +132,17 @@ def measure(binary, n, make, reps, rng):
         peak = status_kb(proc.pid, "VmHWM")
         each = None if warm is None else 0
         for k in range(reps + 1):  # the first request of N warms up its memory
-            before, file_before = status_kb(proc.pid, "VmRSS"), status_kb(proc.pid, "RssFile")
+            before, file_before = status_kb(proc.pid, "VmRSS", "RssFile")
             if each is not None:
                 reset_peak(proc.pid)
             t0 = time.perf_counter()
             out_len = post(conn, n, body, headers)
             if k:
                 times.append(time.perf_counter() - t0)
-            hwm = status_kb(proc.pid, "VmHWM")
+            hwm, file_after = status_kb(proc.pid, "VmHWM", "RssFile")
             peak = max(peak, hwm)
             if each is not None:
-                files = status_kb(proc.pid, "RssFile") - file_before
-                each = max(each, hwm - before - max(files, 0))
+                each = max(each, hwm - before - max(file_after - file_before, 0))
         conn.close()
     finally:
         proc.terminate()

@@ -117,7 +117,7 @@ def main():
         while time.monotonic() < tick and alive:
             time.sleep(0.2)
             alive = any(t.is_alive() for t in threads)
-        rss, peak = (scaling.status_kb(proc.pid, k) / 1024 for k in ("VmRSS", "VmHWM"))
+        rss, peak = (kb / 1024 for kb in scaling.status_kb(proc.pid, "VmRSS", "VmHWM"))
         when = f"{time.monotonic() - t0:6.0f} s" if alive else "   end  "
         print(f"{when}  RSS {rss:7.1f} MB  peak {peak:7.1f} MB"
               f"  requests {sum(counts.values()):>9,}", flush=True)
