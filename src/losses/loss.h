@@ -311,8 +311,9 @@ LOSS_API void loss_plan_scale_gradients(loss_plan *p, double factor);
  * byte order, any alignment), written a block at a time without a double copy
  * of the whole array; give each result one way, not both.  A gradient may be
  * written over its own input, grads[i] over inputs[i].data or grads_f32[i] over
- * inputs[i].f32: a block's inputs are all read (widened, or copied) before any
- * of its results is written, and a block writes only its own elements. */
+ * inputs[i].f32: the terms of a block are evaluated a few at a time, the inputs
+ * of those terms all read (widened, or copied) before any of their results is
+ * written, and a result is written only over the elements of its own terms. */
 typedef struct loss_outputs {
     double *losses;
     double *grads[LOSS_MAX_INPUTS];
@@ -322,8 +323,8 @@ typedef struct loss_outputs {
 
 /* Evaluates blocks [b0, b1): writes their losses and gradients and records their
  * partial sums in the plan.  Calls on disjoint block ranges may run concurrently.
- * LOSS_ENOMEM when a plan with float32 inputs or outputs finds no memory for one
- * block's widened copy. */
+ * LOSS_ENOMEM when a plan with float32 inputs or outputs finds no memory for the
+ * widened copy of a few terms. */
 LOSS_API int loss_eval_blocks(loss_plan *p, size_t b0, size_t b1,
                               const loss_outputs *out);
 

@@ -247,12 +247,16 @@ static int check_weight_signs(const loss_plan *p, const loss_tensor *w, loss_err
     return 0;
 }
 
-/* ---- float32 inputs and outputs: one block at a time ----
+/* ---- float32 inputs and outputs: one view at a time ----
  *
- * A view of a plan is the plan cut down to the terms [t0, t0 + n) of one block:
- * every input starts at the block's first term, float32 ones widened into a
- * scratch array, so the hooks called on the view with t0 = 0 see exactly what
- * they would see of a widened copy of the whole batch. */
+ * A view of a plan is the plan cut down to the terms [t0, t0 + n) of part of a
+ * block: every input starts at the view's first term, float32 ones widened into
+ * a scratch array, so the hooks called on the view with t0 = 0 see exactly what
+ * they would see of a widened copy of the whole batch.  Hooks compute each term
+ * on its own, so cutting a block into views changes no bit of it; a view holds
+ * at most VIEW_DOUBLES doubles of scratch (but at least one term), so that the
+ * scratch stays in L1 and a small request touches little memory. */
+#define VIEW_DOUBLES 512
 
 /* Elements of input i per term (the shapes hooks make every input a whole number
  * of elements per term). */
@@ -268,7 +272,7 @@ static int overwritten(const loss_plan *p, const loss_outputs *out, size_t i)
            out->grads[i] == p->in[i].data;
 }
 
-/* True when a block needs a view: float32 inputs, a result to be written as
+/* True when a block needs views: float32 inputs, a result to be written as
  * float32, or an input that its gradient overwrites. */
 static int needs_views(const loss_plan *p, const loss_outputs *out)
 {
@@ -279,27 +283,32 @@ static int needs_views(const loss_plan *p, const loss_outputs *out)
     return any;
 }
 
-/* A block's scratch: the widened slices of the float32 inputs, copies of the
- * slices of the inputs that their gradients overwrite, and the double gradients
- * of the inputs whose gradients are wanted as float32. */
-static double *scratch_new(const loss_plan *p, const loss_outputs *out)
+/* Terms per view, and in *scratch its scratch: the widened slices of the float32
+ * inputs, copies of the slices of the inputs that their gradients overwrite
+ * (out), and the double gradients of the inputs whose gradients are wanted as
+ * float32.  0 without memory. */
+static size_t views_new(const loss_plan *p, const loss_outputs *out, double **scratch)
 {
-    size_t len = 1;
+    size_t per = 0;
     for (size_t i = 0; i < p->desc->n_inputs; i++) {
-        size_t e = per_term(p, i) * p->block;
-        if (p->in[i].f32 || (out && overwritten(p, out, i))) len += e;
-        if (out && out->grads_f32[i] && p->desc->inputs[i].differentiable) len += e;
+        size_t e = per_term(p, i);
+        if (p->in[i].f32 || (out && overwritten(p, out, i))) per += e;
+        if (out && out->grads_f32[i] && p->desc->inputs[i].differentiable) per += e;
     }
-    return malloc(len * sizeof(double));
+    size_t terms = per ? VIEW_DOUBLES / per : p->block;
+    if (terms < 1) terms = 1;
+    if (terms > p->block) terms = p->block;
+    if (terms > p->n_terms && p->n_terms) terms = p->n_terms;
+    *scratch = malloc((terms * per + 1) * sizeof(double));
+    return *scratch ? terms : 0;
 }
 
-/* Fills *q with the view of terms [t0, t0 + n): float32 inputs widened, and
- * inputs that their gradients overwrite (out) copied, into scratch.  Returns the
- * unused rest of scratch. */
+/* Makes *q, a copy of *p (or of an earlier view of it), the view of terms
+ * [t0, t0 + n): float32 inputs widened, and inputs that their gradients
+ * overwrite (out) copied, into scratch.  Returns the unused rest of scratch. */
 static double *view(const loss_plan *p, const loss_outputs *out, size_t t0, size_t n,
                     double *scratch, loss_plan *q)
 {
-    *q = *p;
     q->n_terms = n;
     if (!p->elementwise) q->n = n; /* row losses: one term per example */
     for (size_t i = 0; i < p->desc->n_inputs; i++) {
@@ -347,14 +356,14 @@ static int check_values_f32(loss_plan *p, loss_error *err)
                            : first_nonfinite(p->in[i].data, n) < n;
     }
     if (!bad && p->desc->ops->values) {
-        double *scratch = scratch_new(p, NULL);
-        if (!scratch)
+        double *scratch;
+        size_t terms = views_new(p, NULL, &scratch);
+        if (!terms)
             return loss__fail(err, LOSS_ENOMEM, LOSS_AT_NONE, NULL, -1, "out of memory");
-        for (size_t b = 0; b < p->n_blocks && !bad; b++) {
-            size_t t0 = b * p->block,
-                   n = p->n_terms - t0 < p->block ? p->n_terms - t0 : p->block;
-            loss_plan q;
-            view(p, NULL, t0, n, scratch, &q);
+        loss_plan q = *p;
+        for (size_t t0 = 0; t0 < p->n_terms && !bad; t0 += terms) {
+            view(p, NULL, t0, p->n_terms - t0 < terms ? p->n_terms - t0 : terms, scratch,
+                 &q);
             bad = p->desc->ops->values(&q, NULL) != 0;
         }
         free(scratch);
@@ -386,7 +395,9 @@ static int denominator(const loss_plan *p, double *block_sums, double *den)
     double w[LOSS__BLOCK_TERMS], d[LOSS__BLOCK_TERMS];
     void (*dfactor)(const loss_plan *, size_t, size_t, double *) = p->desc->ops->dfactor;
     double *scratch = NULL;
-    if (dfactor && p->narrow && !(scratch = scratch_new(p, NULL))) return -1;
+    size_t terms = 0;
+    if (dfactor && p->narrow && !(terms = views_new(p, NULL, &scratch))) return -1;
+    loss_plan q = *p;
     for (size_t b = 0; b < p->n_blocks; b++) {
         size_t t0 = b * p->block, n = p->n_terms - t0;
         if (n > p->block) n = p->block;
@@ -398,9 +409,11 @@ static int denominator(const loss_plan *p, double *block_sums, double *den)
         }
         fill_weights(p, t0, n, w);
         if (dfactor && scratch) {
-            loss_plan q;
-            view(p, NULL, t0, n, scratch, &q);
-            dfactor(&q, 0, n, d);
+            for (size_t s = 0; s < n; s += terms) {
+                size_t m = n - s < terms ? n - s : terms;
+                view(p, NULL, t0 + s, m, scratch, &q);
+                dfactor(&q, 0, m, d + s);
+            }
         } else if (dfactor) {
             dfactor(p, t0, n, d);
         }
@@ -535,6 +548,37 @@ void loss_plan_scale_gradients(loss_plan *p, double factor)
     p->gscale = p->reduction == LOSS_MEAN ? factor / p->den : factor;
 }
 
+/* The kernel on the terms [t0, t0 + n) of a block, through views of at most
+ * terms terms each (see view()): w, l and aux are the block's arrays, gradients
+ * wanted as float32 are computed into scratch and narrowed view by view. */
+static void kernel_views(const loss_plan *p, const loss_outputs *out,
+                         void *const *grads_f32, size_t t0, size_t n, size_t terms,
+                         double *scratch, loss_plan *v, const double *w, double *l,
+                         double *const *aux)
+{
+    for (size_t s = 0; s < n; s += terms) {
+        size_t m = n - s < terms ? n - s : terms;
+        double *rest = view(p, out, t0 + s, m, scratch, v);
+        double *g[LOSS_MAX_INPUTS] = {0}, *a[LOSS_MAX_AUX];
+        for (size_t j = 0; j < LOSS_MAX_AUX; j++) a[j] = aux[j] + s;
+        for (size_t i = 0; i < p->desc->n_inputs; i++) {
+            size_t e = per_term(p, i);
+            if (!p->desc->inputs[i].differentiable) continue;
+            if (out->grads[i]) {
+                g[i] = out->grads[i] + (t0 + s) * e;
+            } else if (grads_f32[i]) {
+                g[i] = rest;
+                rest += m * e;
+            }
+        }
+        p->desc->ops->kernel(v, 0, m, w + s, l + s, a, g);
+        for (size_t i = 0; i < p->desc->n_inputs; i++)
+            if (g[i] && !out->grads[i])
+                loss_narrow_f32((unsigned char *)grads_f32[i] + 4 * (t0 + s) * per_term(p, i),
+                                g[i], m * per_term(p, i));
+    }
+}
+
 int loss_eval_blocks(loss_plan *p, size_t b0, size_t b1, const loss_outputs *out)
 {
     if (!p->sums || b0 > b1 || b1 > p->n_blocks) return LOSS_EINVAL;
@@ -551,41 +595,27 @@ int loss_eval_blocks(loss_plan *p, size_t b0, size_t b1, const loss_outputs *out
         if (!grads[i]) grads_f32[i] = out->grads_f32[i];
     }
     /* Float32 inputs or outputs, or inputs that their gradients overwrite: each
-     * block through a view (see view()). */
+     * block through views (see view()). */
     int views = needs_views(p, out);
-    double *scratch = views && b0 < b1 ? scratch_new(p, out) : NULL;
-    if (views && b0 < b1 && !scratch) return LOSS_ENOMEM;
+    double *scratch = NULL;
+    size_t terms = views && b0 < b1 ? views_new(p, out, &scratch) : 0;
+    if (views && b0 < b1 && !terms) return LOSS_ENOMEM;
+    loss_plan v = *p;
     const loss__ops *ops = p->desc->ops;
     size_t nb = p->n_blocks;
     for (size_t b = b0; b < b1; b++) {
         size_t t0 = b * p->block, n = p->n_terms - t0;
         if (n > p->block) n = p->block;
         double *lb = out->losses ? out->losses + t0 : l;
-        const loss_plan *q = p;
-        size_t at = t0; /* the kernel's first term: 0 in a view */
-        double *g[LOSS_MAX_INPUTS];
-        memcpy(g, grads, sizeof g);
-        loss_plan v;
-        if (views) {
-            double *rest = view(p, out, t0, n, scratch, &v);
-            q = &v;
-            at = 0;
-            for (size_t i = 0; i < p->desc->n_inputs; i++) {
-                size_t e = per_term(p, i);
-                if (grads[i]) {
-                    g[i] = grads[i] + t0 * e;
-                } else if (grads_f32[i]) {
-                    g[i] = rest;
-                    rest += n * e;
-                }
-            }
-        }
         const double *wb = ones;
         if (p->weights) {
             fill_weights(p, t0, n, w);
             wb = w;
         }
-        ops->kernel(q, at, n, wb, lb, aux, g);
+        if (views)
+            kernel_views(p, out, grads_f32, t0, n, terms, scratch, &v, wb, lb, aux);
+        else
+            ops->kernel(p, t0, n, wb, lb, aux, grads);
         if (!p->weights) {
             /* Unweighted: every weight is 1, and 1 * x == x, so the sums are of
              * the terms themselves (the same bits, without the passes). */
@@ -600,14 +630,8 @@ int loss_eval_blocks(loss_plan *p, size_t b0, size_t b1, const loss_outputs *out
                 p->sums[(1 + j) * nb + b] = loss_sum(tmp, n);
             }
         }
-        if (!views) continue;
-        if (out->losses_f32 && !out->losses)
+        if (views && out->losses_f32 && !out->losses)
             loss_narrow_f32((unsigned char *)out->losses_f32 + 4 * t0, lb, n);
-        for (size_t i = 0; i < p->desc->n_inputs; i++) {
-            size_t e = per_term(p, i);
-            if (grads_f32[i])
-                loss_narrow_f32((unsigned char *)grads_f32[i] + 4 * t0 * e, g[i], n * e);
-        }
     }
     free(scratch);
     return 0;

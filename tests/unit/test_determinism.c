@@ -26,6 +26,7 @@ static const setup setups[] = {
     {"bce", NULL, NULL, 4000, 3, 1, 0},
     {"cross_entropy", "label_smoothing", "0.1", 3000, 17, 2, 1},
     {"cross_entropy", NULL, NULL, 200, 1000, 2, 0},
+    {"cross_entropy", "ignore_index", "3", 3000, 17, 2, 1},
     {"focal", NULL, NULL, 6000, 6, 2, 1},
     {"focal", "gamma", "0.5", 6000, 6, 4, 0},
     {"hinge", "squared", "true", 5000, 2, 3, 1},
