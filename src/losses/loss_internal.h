@@ -16,6 +16,16 @@
 #define LOSS__BLOCK_TERMS 1024
 #define LOSS__BLOCK_WORK  8192
 
+/* loss_sum's order of additions: a run of at most LOSS__SUM_LEAF numbers is a
+ * leaf, added up with four accumulators; a longer run of n splits after its
+ * first loss__sum_half(n).  plan.c follows the same tree to sum a block a part
+ * at a time and still get the bits of one loss_sum over the whole block. */
+#define LOSS__SUM_LEAF 32
+static inline size_t loss__sum_half(size_t n)
+{
+    return (n / 2 + 3) & ~(size_t)3;
+}
+
 /* PyTorch's BCELoss backward divides by max(p(1-p), EPSILON) with EPSILON = 1e-12
  * stored as a float; using the same constant keeps the gradients identical. */
 #define LOSS__BCE_EPS ((double)1e-12f)

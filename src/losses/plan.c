@@ -548,9 +548,10 @@ void loss_plan_scale_gradients(loss_plan *p, double factor)
     p->gscale = p->reduction == LOSS_MEAN ? factor / p->den : factor;
 }
 
-/* The kernel on the terms [t0, t0 + n) of a block, through views of at most
- * terms terms each (see view()): w, l and aux are the block's arrays, gradients
- * wanted as float32 are computed into scratch and narrowed view by view. */
+/* The kernel on the terms [t0, t0 + n) of a part of a block, through views of at
+ * most terms terms each (see view()): w, l and aux are the part's arrays,
+ * gradients wanted as float32 are computed into scratch and narrowed view by
+ * view. */
 static void kernel_views(const loss_plan *p, const loss_outputs *out,
                          void *const *grads_f32, size_t t0, size_t n, size_t terms,
                          double *scratch, loss_plan *v, const double *w, double *l,
@@ -579,61 +580,105 @@ static void kernel_views(const loss_plan *p, const loss_outputs *out,
     }
 }
 
+/* What the parts of a block share. */
+typedef struct parts {
+    const loss_plan *p;
+    const loss_outputs *out;
+    double *grads[LOSS_MAX_INPUTS];    /* double gradients, of differentiable inputs */
+    void *grads_f32[LOSS_MAX_INPUTS];  /* float32 ones, where no double one is */
+    size_t terms;                      /* terms per view; 0: no views */
+    double *scratch;                   /* the views' scratch */
+    loss_plan *v;                      /* the view */
+} parts;
+
+/* Terms of a block evaluated at a time, at most: a part is a run of loss_sum's
+ * tree (LOSS__SUM_LEAF terms or more), so its terms, weights and per-term
+ * quantities take a few KB of stack instead of a whole block's. */
+#define PART_TERMS 256
+_Static_assert(PART_TERMS >= LOSS__SUM_LEAF, "a part holds a leaf of loss_sum");
+
+/* Evaluates the terms [t0, t0 + n) (n <= PART_TERMS) and stores the sums of their
+ * weighted losses and aux quantities in sums[0], sums[1..n_aux].  Not inlined
+ * into sum_parts, whose every level would then hold these arrays. */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void eval_part(const parts *c, size_t t0, size_t n, double *sums)
+{
+    const loss_plan *p = c->p;
+    const loss_outputs *out = c->out;
+    double w[PART_TERMS], l[PART_TERMS], tmp[PART_TERMS];
+    double a[LOSS_MAX_AUX][PART_TERMS];
+    double *aux[LOSS_MAX_AUX] = {a[0], a[1]};
+    double *lp = out->losses ? out->losses + t0 : l;
+    const double *wp = ones;
+    if (p->weights) {
+        fill_weights(p, t0, n, w);
+        wp = w;
+    }
+    if (c->terms)
+        kernel_views(p, out, c->grads_f32, t0, n, c->terms, c->scratch, c->v, wp, lp, aux);
+    else
+        p->desc->ops->kernel(p, t0, n, wp, lp, aux, c->grads);
+    size_t n_aux = p->desc->ops->n_aux;
+    if (!p->weights) {
+        /* Unweighted: every weight is 1, and 1 * x == x, so the sums are of the
+         * terms themselves (the same bits, without the passes). */
+        sums[0] = loss_sum(lp, n);
+        for (size_t j = 0; j < n_aux; j++) sums[1 + j] = loss_sum(aux[j], n);
+    } else {
+        for (size_t i = 0; i < n; i++) tmp[i] = w[i] * lp[i];
+        sums[0] = loss_sum(tmp, n);
+        for (size_t j = 0; j < n_aux; j++) {
+            for (size_t i = 0; i < n; i++) tmp[i] = w[i] * aux[j][i];
+            sums[1 + j] = loss_sum(tmp, n);
+        }
+    }
+    if (c->terms && out->losses_f32 && !out->losses)
+        loss_narrow_f32((unsigned char *)out->losses_f32 + 4 * t0, lp, n);
+}
+
+/* The sums of the terms [t0, t0 + n) of a block, a run of loss_sum's tree over
+ * the block: split as loss_sum splits down to parts of PART_TERMS terms or
+ * fewer, so the sums are the bits of loss_sum over the whole block's terms. */
+static void sum_parts(const parts *c, size_t t0, size_t n, double *sums)
+{
+    if (n <= PART_TERMS) {
+        eval_part(c, t0, n, sums);
+        return;
+    }
+    size_t half = loss__sum_half(n);
+    double right[1 + LOSS_MAX_AUX];
+    sum_parts(c, t0, half, sums);
+    sum_parts(c, t0 + half, n - half, right);
+    for (size_t j = 0; j <= c->p->desc->ops->n_aux; j++) sums[j] += right[j];
+}
+
 int loss_eval_blocks(loss_plan *p, size_t b0, size_t b1, const loss_outputs *out)
 {
     if (!p->sums || b0 > b1 || b1 > p->n_blocks) return LOSS_EINVAL;
-    double w[LOSS__BLOCK_TERMS], l[LOSS__BLOCK_TERMS], tmp[LOSS__BLOCK_TERMS];
-    double a[LOSS_MAX_AUX][LOSS__BLOCK_TERMS];
-    double *aux[LOSS_MAX_AUX] = {a[0], a[1]};
-    double *grads[LOSS_MAX_INPUTS] = {0};
-    void *grads_f32[LOSS_MAX_INPUTS] = {0};
     static const loss_outputs none;
     if (!out) out = &none;
+    loss_plan v = *p;
+    parts c = {.p = p, .out = out, .v = &v};
     for (size_t i = 0; i < p->desc->n_inputs; i++) {
         if (!p->desc->inputs[i].differentiable) continue;
-        grads[i] = out->grads[i];
-        if (!grads[i]) grads_f32[i] = out->grads_f32[i];
+        c.grads[i] = out->grads[i];
+        if (!c.grads[i]) c.grads_f32[i] = out->grads_f32[i];
     }
-    /* Float32 inputs or outputs, or inputs that their gradients overwrite: each
-     * block through views (see view()). */
-    int views = needs_views(p, out);
-    double *scratch = NULL;
-    size_t terms = views && b0 < b1 ? views_new(p, out, &scratch) : 0;
-    if (views && b0 < b1 && !terms) return LOSS_ENOMEM;
-    loss_plan v = *p;
-    const loss__ops *ops = p->desc->ops;
+    /* Float32 inputs or outputs, or inputs that their gradients overwrite: every
+     * part through views (see view()). */
+    if (needs_views(p, out) && b0 < b1 && !(c.terms = views_new(p, out, &c.scratch)))
+        return LOSS_ENOMEM;
     size_t nb = p->n_blocks;
     for (size_t b = b0; b < b1; b++) {
         size_t t0 = b * p->block, n = p->n_terms - t0;
         if (n > p->block) n = p->block;
-        double *lb = out->losses ? out->losses + t0 : l;
-        const double *wb = ones;
-        if (p->weights) {
-            fill_weights(p, t0, n, w);
-            wb = w;
-        }
-        if (views)
-            kernel_views(p, out, grads_f32, t0, n, terms, scratch, &v, wb, lb, aux);
-        else
-            ops->kernel(p, t0, n, wb, lb, aux, grads);
-        if (!p->weights) {
-            /* Unweighted: every weight is 1, and 1 * x == x, so the sums are of
-             * the terms themselves (the same bits, without the passes). */
-            p->sums[b] = loss_sum(lb, n);
-            for (size_t j = 0; j < ops->n_aux; j++)
-                p->sums[(1 + j) * nb + b] = loss_sum(aux[j], n);
-        } else {
-            for (size_t i = 0; i < n; i++) tmp[i] = w[i] * lb[i];
-            p->sums[b] = loss_sum(tmp, n);
-            for (size_t j = 0; j < ops->n_aux; j++) {
-                for (size_t i = 0; i < n; i++) tmp[i] = w[i] * aux[j][i];
-                p->sums[(1 + j) * nb + b] = loss_sum(tmp, n);
-            }
-        }
-        if (views && out->losses_f32 && !out->losses)
-            loss_narrow_f32((unsigned char *)out->losses_f32 + 4 * t0, lb, n);
+        double sums[1 + LOSS_MAX_AUX];
+        sum_parts(&c, t0, n, sums);
+        for (size_t j = 0; j < p->n_sums; j++) p->sums[j * nb + b] = sums[j];
     }
-    free(scratch);
+    free(c.scratch);
     return 0;
 }
 

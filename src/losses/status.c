@@ -75,7 +75,7 @@ size_t loss_tensor_size(const loss_tensor *t)
  * registers; their order is fixed too. */
 double loss_sum(const double *x, size_t n)
 {
-    if (n <= 32) {
+    if (n <= LOSS__SUM_LEAF) {
         double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
         size_t i = 0;
         for (; i + 4 <= n; i += 4) {
@@ -87,6 +87,6 @@ double loss_sum(const double *x, size_t n)
         for (; i < n; i++) a0 += x[i];
         return (a0 + a1) + (a2 + a3);
     }
-    size_t half = (n / 2 + 3) & ~(size_t)3;
+    size_t half = loss__sum_half(n);
     return loss_sum(x, half) + loss_sum(x + half, n - half);
 }

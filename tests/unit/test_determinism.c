@@ -359,6 +359,21 @@ static void check(const setup *su, unsigned long long seed)
     for (int t = 0; t < T; t++) pthread_join(th[t], NULL);
     CHECK(loss_finish(&threads.p, &threads.r, &e) == 0, "%s", e.message);
 
+    /* 4. a block's sum is loss_sum of its weighted terms, however the core cuts
+     * the block into parts (plan.c: the parts follow loss_sum's tree) */
+    double *tw = malloc(one.p.block * sizeof *tw);
+    size_t per_ex = one.p.n_terms / n;
+    for (size_t b = 0; b < nb; b++) {
+        size_t t0 = b * one.p.block, m = one.p.n_terms - t0;
+        if (m > one.p.block) m = one.p.block;
+        for (size_t i = 0; i < m; i++)
+            tw[i] = su->weights ? w[(t0 + i) / per_ex] * one.out.losses[t0 + i]
+                                : one.out.losses[t0 + i];
+        double sum = loss_sum(tw, m);
+        CHECK(memcmp(&sum, &one.p.sums[b], sizeof sum) == 0,
+              "%s: block %zu's sum is not loss_sum of its weighted terms", su->loss, b);
+    }
+    free(tw);
     CHECK(same_bits(&one, &blocks), "%s: one call vs shuffled blocks differ", su->loss);
     CHECK(same_bits(&one, &threads), "%s: one call vs threads differ", su->loss);
     CHECK(isfinite(one.r.cost), "%s: cost %g", su->loss, one.r.cost);
