@@ -97,7 +97,7 @@ typedef struct loss_error {
 /* A tensor: borrowed row-major elements.  rank 0 is a scalar (one element).
  * The elements are doubles at data or, for the inputs of a plan (not weights or
  * parameters), float32 values at f32: native byte order, any alignment.  The
- * core widens float32 inputs a block at a time as it goes (exactly: every float
+ * core widens float32 inputs a few hundred at a time as it goes (exactly: every float
  * is a double), so a float32 batch is never copied whole and gives the same bits
  * as its widened copy would. */
 typedef struct loss_tensor {
@@ -308,7 +308,7 @@ LOSS_API void loss_plan_scale_gradients(loss_plan *p, double factor);
 /* Caller-provided outputs.  losses: p->n_terms doubles or NULL.  grads[i]:
  * p->input_size[i] doubles for a differentiable input i, or NULL to skip it.
  * The _f32 twins take a result as float32 instead (rounded to nearest; native
- * byte order, any alignment), written a block at a time without a double copy
+ * byte order, any alignment), written a few hundred at a time without a double copy
  * of the whole array; give each result one way, not both.  A gradient may be
  * written over its own input, grads[i] over inputs[i].data or grads_f32[i] over
  * inputs[i].f32: the terms of a block are evaluated a few at a time, the inputs

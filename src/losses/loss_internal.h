@@ -102,6 +102,14 @@ int loss__need_labels(const loss_plan *p, size_t i, double a, double b, loss_err
 #define LOSS__KERNEL
 #endif
 
+/* A function with large stack arrays that must not be inlined into a recursive
+ * caller, whose every level would then hold them. */
+#if defined(__GNUC__)
+#define LOSS__NOINLINE __attribute__((noinline))
+#else
+#define LOSS__NOINLINE
+#endif
+
 /* max for kernels: fmax's NaN rule keeps GCC from vectorizing it, and kernels
  * only see finite values (or -inf from log(0), which this orders right). */
 static inline double loss__max(double a, double b)

@@ -573,10 +573,12 @@ static void kernel_views(const loss_plan *p, const loss_outputs *out,
             }
         }
         p->desc->ops->kernel(v, 0, m, w + s, l + s, a, g);
-        for (size_t i = 0; i < p->desc->n_inputs; i++)
+        for (size_t i = 0; i < p->desc->n_inputs; i++) {
+            size_t e = per_term(p, i);
             if (g[i] && !out->grads[i])
-                loss_narrow_f32((unsigned char *)grads_f32[i] + 4 * (t0 + s) * per_term(p, i),
-                                g[i], m * per_term(p, i));
+                loss_narrow_f32((unsigned char *)grads_f32[i] + 4 * (t0 + s) * e, g[i],
+                                m * e);
+        }
     }
 }
 
@@ -584,11 +586,11 @@ static void kernel_views(const loss_plan *p, const loss_outputs *out,
 typedef struct parts {
     const loss_plan *p;
     const loss_outputs *out;
-    double *grads[LOSS_MAX_INPUTS];    /* double gradients, of differentiable inputs */
-    void *grads_f32[LOSS_MAX_INPUTS];  /* float32 ones, where no double one is */
-    size_t terms;                      /* terms per view; 0: no views */
-    double *scratch;                   /* the views' scratch */
-    loss_plan *v;                      /* the view */
+    double *grads[LOSS_MAX_INPUTS];   /* double gradients, of differentiable inputs */
+    void *grads_f32[LOSS_MAX_INPUTS]; /* float32 ones, where no double one is */
+    size_t terms;                     /* terms per view; 0: no views */
+    double *scratch;                  /* the views' scratch */
+    loss_plan *v;                     /* the view */
 } parts;
 
 /* Terms of a block evaluated at a time, at most: a part is a run of loss_sum's
@@ -598,12 +600,8 @@ typedef struct parts {
 _Static_assert(PART_TERMS >= LOSS__SUM_LEAF, "a part holds a leaf of loss_sum");
 
 /* Evaluates the terms [t0, t0 + n) (n <= PART_TERMS) and stores the sums of their
- * weighted losses and aux quantities in sums[0], sums[1..n_aux].  Not inlined
- * into sum_parts, whose every level would then hold these arrays. */
-#if defined(__GNUC__)
-__attribute__((noinline))
-#endif
-static void eval_part(const parts *c, size_t t0, size_t n, double *sums)
+ * weighted losses and aux quantities in sums[0], sums[1..n_aux]. */
+LOSS__NOINLINE static void eval_part(const parts *c, size_t t0, size_t n, double *sums)
 {
     const loss_plan *p = c->p;
     const loss_outputs *out = c->out;
@@ -617,7 +615,8 @@ static void eval_part(const parts *c, size_t t0, size_t n, double *sums)
         wp = w;
     }
     if (c->terms)
-        kernel_views(p, out, c->grads_f32, t0, n, c->terms, c->scratch, c->v, wp, lp, aux);
+        kernel_views(p, out, c->grads_f32, t0, n, c->terms, c->scratch, c->v, wp, lp,
+                     aux);
     else
         p->desc->ops->kernel(p, t0, n, wp, lp, aux, c->grads);
     size_t n_aux = p->desc->ops->n_aux;

@@ -209,8 +209,8 @@ def _float32_cases():
 
 @pytest.mark.parametrize("case", _float32_cases(), ids=lambda c: c[0] + str(sorted(c[2])))
 def test_binary_float32_is_float64_rounded(srv, case):
-    """float32 binary inputs are widened by the core a block at a time and its
-    float32 outputs written a block at a time: the results must be, bit for bit,
+    """float32 binary inputs are widened by the core a few hundred at a time and its
+    float32 outputs written as many at a time: the results must be, bit for bit,
     those of the same values sent as float64, rounded to float32."""
     loss, arrays, params = case
     got = {}
