@@ -548,40 +548,6 @@ void loss_plan_scale_gradients(loss_plan *p, double factor)
     p->gscale = p->reduction == LOSS_MEAN ? factor / p->den : factor;
 }
 
-/* The kernel on the terms [t0, t0 + n) of a part of a block, through views of at
- * most terms terms each (see view()): w, l and aux are the part's arrays,
- * gradients wanted as float32 are computed into scratch and narrowed view by
- * view. */
-static void kernel_views(const loss_plan *p, const loss_outputs *out,
-                         void *const *grads_f32, size_t t0, size_t n, size_t terms,
-                         double *scratch, loss_plan *v, const double *w, double *l,
-                         double *const *aux)
-{
-    for (size_t s = 0; s < n; s += terms) {
-        size_t m = n - s < terms ? n - s : terms;
-        double *rest = view(p, out, t0 + s, m, scratch, v);
-        double *g[LOSS_MAX_INPUTS] = {0}, *a[LOSS_MAX_AUX];
-        for (size_t j = 0; j < LOSS_MAX_AUX; j++) a[j] = aux[j] + s;
-        for (size_t i = 0; i < p->desc->n_inputs; i++) {
-            size_t e = per_term(p, i);
-            if (!p->desc->inputs[i].differentiable) continue;
-            if (out->grads[i]) {
-                g[i] = out->grads[i] + (t0 + s) * e;
-            } else if (grads_f32[i]) {
-                g[i] = rest;
-                rest += m * e;
-            }
-        }
-        p->desc->ops->kernel(v, 0, m, w + s, l + s, a, g);
-        for (size_t i = 0; i < p->desc->n_inputs; i++) {
-            size_t e = per_term(p, i);
-            if (g[i] && !out->grads[i])
-                loss_narrow_f32((unsigned char *)grads_f32[i] + 4 * (t0 + s) * e, g[i],
-                                m * e);
-        }
-    }
-}
-
 /* What the parts of a block share. */
 typedef struct parts {
     const loss_plan *p;
@@ -592,6 +558,38 @@ typedef struct parts {
     double *scratch;                  /* the views' scratch */
     loss_plan *v;                     /* the view */
 } parts;
+
+/* The kernel on the terms [t0, t0 + n) of a part of a block, through views of at
+ * most c->terms terms each (see view()): w, l and aux are the part's arrays;
+ * gradients wanted as float32 are computed into scratch and narrowed view by
+ * view. */
+static void kernel_views(const parts *c, size_t t0, size_t n, const double *w, double *l,
+                         double *const *aux)
+{
+    const loss_plan *p = c->p;
+    for (size_t s = 0; s < n; s += c->terms) {
+        size_t m = n - s < c->terms ? n - s : c->terms;
+        double *rest = view(p, c->out, t0 + s, m, c->scratch, c->v);
+        double *g[LOSS_MAX_INPUTS] = {0}, *a[LOSS_MAX_AUX];
+        for (size_t j = 0; j < LOSS_MAX_AUX; j++) a[j] = aux[j] + s;
+        for (size_t i = 0; i < p->desc->n_inputs; i++) {
+            size_t e = per_term(p, i);
+            if (c->grads[i]) {
+                g[i] = c->grads[i] + (t0 + s) * e;
+            } else if (c->grads_f32[i]) {
+                g[i] = rest;
+                rest += m * e;
+            }
+        }
+        p->desc->ops->kernel(c->v, 0, m, w + s, l + s, a, g);
+        for (size_t i = 0; i < p->desc->n_inputs; i++) {
+            size_t e = per_term(p, i);
+            if (!c->grads[i] && c->grads_f32[i])
+                loss_narrow_f32((unsigned char *)c->grads_f32[i] + 4 * (t0 + s) * e, g[i],
+                                m * e);
+        }
+    }
+}
 
 /* Terms of a block evaluated at a time, at most: a part is a run of loss_sum's
  * tree (LOSS__SUM_LEAF terms or more), so its terms, weights and per-term
@@ -615,8 +613,7 @@ LOSS__NOINLINE static void eval_part(const parts *c, size_t t0, size_t n, double
         wp = w;
     }
     if (c->terms)
-        kernel_views(p, out, c->grads_f32, t0, n, c->terms, c->scratch, c->v, wp, lp,
-                     aux);
+        kernel_views(c, t0, n, wp, lp, aux);
     else
         p->desc->ops->kernel(p, t0, n, wp, lp, aux, c->grads);
     size_t n_aux = p->desc->ops->n_aux;
