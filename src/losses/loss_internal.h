@@ -10,8 +10,9 @@
 #include <math.h>
 #include <stddef.h>
 
-/* Terms per block at most (the scratch arrays of one block live on the stack),
- * and the element work a block aims for: a block of cross-entropy rows with K=1000
+/* Terms per block at most (a kernel's and the denominator's per-term arrays
+ * live on the stack; plan.c evaluates a block in smaller parts), and the
+ * element work a block aims for: a block of cross-entropy rows with K=1000
  * holds 8 rows, so even a 1000-row batch splits into 125 blocks for the pool. */
 #define LOSS__BLOCK_TERMS 1024
 #define LOSS__BLOCK_WORK  8192

@@ -396,8 +396,11 @@ static int denominator(const loss_plan *p, double *block_sums, double *den)
     void (*dfactor)(const loss_plan *, size_t, size_t, double *) = p->desc->ops->dfactor;
     double *scratch = NULL;
     size_t terms = 0;
-    if (dfactor && p->narrow && !(terms = views_new(p, NULL, &scratch))) return -1;
-    loss_plan q = *p;
+    loss_plan q;
+    if (dfactor && p->narrow) {
+        if (!(terms = views_new(p, NULL, &scratch))) return -1;
+        q = *p; /* a view starts as the plan (view()) */
+    }
     for (size_t b = 0; b < p->n_blocks; b++) {
         size_t t0 = b * p->block, n = p->n_terms - t0;
         if (n > p->block) n = p->block;
@@ -655,7 +658,7 @@ int loss_eval_blocks(loss_plan *p, size_t b0, size_t b1, const loss_outputs *out
     if (!p->sums || b0 > b1 || b1 > p->n_blocks) return LOSS_EINVAL;
     static const loss_outputs none;
     if (!out) out = &none;
-    loss_plan v = *p;
+    loss_plan v;
     parts c = {.p = p, .out = out, .v = &v};
     for (size_t i = 0; i < p->desc->n_inputs; i++) {
         if (!p->desc->inputs[i].differentiable) continue;
@@ -664,8 +667,10 @@ int loss_eval_blocks(loss_plan *p, size_t b0, size_t b1, const loss_outputs *out
     }
     /* Float32 inputs or outputs, or inputs that their gradients overwrite: every
      * part through views (see view()). */
-    if (needs_views(p, out) && b0 < b1 && !(c.terms = views_new(p, out, &c.scratch)))
-        return LOSS_ENOMEM;
+    if (needs_views(p, out) && b0 < b1) {
+        if (!(c.terms = views_new(p, out, &c.scratch))) return LOSS_ENOMEM;
+        v = *p; /* a view starts as the plan (view()) */
+    }
     size_t nb = p->n_blocks;
     for (size_t b = b0; b < b1; b++) {
         size_t t0 = b * p->block, n = p->n_terms - t0;

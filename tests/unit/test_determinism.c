@@ -1,7 +1,7 @@
 /* test_determinism.c - the same bits whatever the chunking: every loss evaluated in
  * one call, block by block in shuffled order, and in ranges on several threads
  * must give bit-identical costs, losses, gradients and metrics.  Float32 inputs
- * (widened block by block in the core) must give the bits of their widened
+ * (widened a few hundred at a time in the core) must give the bits of their widened
  * copies, float32 outputs the rounded doubles, gradients written over their own
  * inputs (double or float32) the same, and bad float32 inputs the errors the
  * doubles give. */
