@@ -219,3 +219,28 @@ def test_objective_outputs_losses(lossd):
     apiutil.close(t["cost"], case["expected"]["cost"], 1e-14 * abs(case["expected"]["cost"]), "/tasks/0/cost")
     for reg in got["regularization"]:
         assert "gradient" not in reg
+
+
+@pytest.mark.parametrize("spec,pw", [
+    ({"name": "bce", "from": "logits"}, 1.0),
+    ({"name": "bce", "from": "logits", "pos_weight": 2.5}, 2.5),
+    ({"name": "focal", "gamma": 0}, 1.0),          # binary focal at gamma 0 is bce
+])
+def test_confident_logits_keep_their_precision(lossd, spec, pw):
+    """Logits far on the right side of their target: each loss and gradient term
+    to 1e-14 relative of its closed form, however small (the reference data's
+    tolerance is relative to the batch's largest terms, so it cannot see this).
+    y = 0: softplus(x) = log1p(e^x) and sigmoid(x) = e^x / (1 + e^x) for x < 0;
+    y = 1: the same of -x, times pos_weight, and the gradient negated."""
+    a = np.array([5.0, 10.0, 20.0, 30.0, 37.0, 50.0, 300.0])
+    x = np.concatenate([-a, a])
+    y = np.concatenate([np.zeros_like(a), np.ones_like(a)])
+    e = np.exp(-a)
+    want_l = np.concatenate([np.log1p(e), pw * np.log1p(e)])
+    want_g = np.concatenate([e / (1 + e), -pw * e / (1 + e)])
+    r = lossd.loss({"loss": spec, "reduction": "sum", "outputs": ["losses", "gradients"],
+                    "inputs": {"predictions": x.tolist(), "targets": y.tolist()}})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    np.testing.assert_allclose(got["losses"], want_l, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(got["gradients"]["predictions"], want_g, rtol=1e-14, atol=0)
