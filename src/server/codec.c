@@ -398,8 +398,57 @@ static const json_t *resolve(const json_t *root, const char *ptr)
     return v;
 }
 
+/* The bytes a tensor object's shape and dtype call for, into *bytes, with the
+ * shape into *t and the dtype into *dtype; -1 when they do not say (not a flat
+ * shape of non-negative integers, an unknown dtype, too many bytes):
+ * tensor_object then says what is wrong with them. */
+static int tensor_bytes(const srv_job *j, const json_t *obj, size_t *bytes, loss_tensor *t,
+                        int *dtype)
+{
+    const json_t *shape = json_object_get(obj, "shape"), *dt = json_object_get(obj, "dtype");
+    *dtype = SRV_DTYPE_FLOAT64;
+    if (dt) {
+        *dtype = -1;
+        for (int d = 0; json_is_string(dt) && dtype_names[d]; d++)
+            if (!strcmp(json_string_value(dt), dtype_names[d])) *dtype = d;
+        if (*dtype < 0) return -1;
+    }
+    double dims[LOSS_MAX_RANK];
+    size_t rank = 0;
+    const srv_lifted *l = json_is_string(shape) ? srv_scan_lookup(&j->scan,
+                                                                  json_string_value(shape),
+                                                                  json_string_length(shape))
+                                                : NULL;
+    if (l) { /* numeric arrays are lifted out of the DOM by the scanner */
+        if (l->rank != 1 || l->count > LOSS_MAX_RANK) return -1;
+        rank = l->count;
+        memcpy(dims, j->scan.values + l->offset, rank * sizeof dims[0]);
+    } else if (json_is_array(shape) && json_array_size(shape) <= LOSS_MAX_RANK) {
+        for (rank = 0; rank < json_array_size(shape); rank++) {
+            const json_t *dim = json_array_get(shape, rank);
+            if (!json_is_number(dim)) return -1;
+            dims[rank] = json_number_value(dim);
+        }
+    } else {
+        return -1;
+    }
+    memset(t, 0, sizeof *t);
+    size_t want = 1;
+    for (size_t i = 0; i < rank; i++) {
+        if (!(dims[i] >= 0 && dims[i] <= 9.0e15 && floor(dims[i]) == dims[i])) return -1;
+        t->shape[i] = (size_t)dims[i];
+        if (t->shape[i] && want > SIZE_MAX / 8 / t->shape[i]) return -1;
+        want *= t->shape[i];
+    }
+    t->rank = rank;
+    *bytes = want * dtype_size[*dtype];
+    return 0;
+}
+
 /* Assigns the binary section to the tensors in the order their objects appear in
- * the text, and checks that the sizes add up. */
+ * the text, and checks that the sizes add up: first each tensor's against its
+ * shape and dtype (an error that names the tensor), then their total against the
+ * bytes that follow the JSON. */
 static int binary_section(srv_job *j, const json_t *root)
 {
     size_t bin_len = j->len - j->json_len;
@@ -424,7 +473,13 @@ static int binary_section(srv_job *j, const json_t *root)
         if (!(d >= 0 && d <= 9.0e15 && floor(d) == d))
             return fail(j, 400, "invalid_binary_framing", p, "%s must be a byte count",
                         p);
-        size_t size = (size_t)d;
+        size_t size = (size_t)d, want;
+        loss_tensor t;
+        int dt;
+        if (!tensor_bytes(j, obj, &want, &t, &dt) && size != want)
+            return fail(j, 400, "invalid_binary_framing", p,
+                        "%s is %zu but shape %s of %s needs %zu bytes", p, size,
+                        shape_str(&t).s, dtype_names[dt], want);
         if (size > bin_len - offset)
             return fail(
                 j, 400, "invalid_binary_framing", p,

@@ -128,14 +128,25 @@ def test_binary_bad_framing(srv, case, mutate, fragment):
     assert fragment in err["message"], err
 
 
-def test_binary_size_does_not_match_shape(srv):
-    header = {"loss": "mse", "inputs": {"predictions": {"shape": [4], "dtype": "float32", "binary_data_size": 32},
-                                        "targets": tensor([4], "float32")}}
-    r = post_binary(srv, header, [np.zeros(8, np.float32), np.zeros(4, np.float32)])
+@pytest.mark.parametrize("sizes,named,blobs", [
+    ((32, 16), "predictions", [32, 16]),   # the bytes follow as declared
+    ((15, 16), "predictions", [16, 16]),   # the total is off by the wrong size too
+    ((16, 17), "targets", [16, 16]),       # the last tensor runs past the body
+    ((12, 20), "predictions", [16, 16]),   # the total adds up, each size is wrong
+])
+def test_binary_size_does_not_match_shape(srv, sizes, named, blobs):
+    """A binary_data_size that disagrees with its tensor's shape and dtype is named,
+    whether or not the sizes add up to the bytes that follow the JSON."""
+    header = {"loss": "mse", "inputs": {
+        name: {"shape": [4], "dtype": "float32", "binary_data_size": size}
+        for name, size in zip(("predictions", "targets"), sizes)}}
+    r = post_binary(srv, header, [np.zeros(n, np.uint8) for n in blobs])
     assert r.status_code == 400, r.text
     err = r.json()["error"]
     assert err["code"] == "invalid_binary_framing"
-    assert err["path"] == "/inputs/predictions/binary_data_size"
+    assert err["path"] == f"/inputs/{named}/binary_data_size", err
+    size = sizes[0] if named == "predictions" else sizes[1]
+    assert f"is {size} but shape [4] of float32 needs 16 bytes" in err["message"], err
 
 
 def test_binary_without_header_and_nonfinite(srv):
