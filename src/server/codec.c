@@ -324,9 +324,12 @@ static int tensor_object(srv_job *j, const json_t *v, const char *path, loss_ten
     t->rank = rank;
     size_t want = 1;
     for (size_t i = 0; i < rank; i++) {
-        if (!(dims[i] >= 0 && dims[i] <= 9.0e15 && floor(dims[i]) == dims[i]))
+        if (!(dims[i] >= 0 && floor(dims[i]) == dims[i]))
             return fail(j, 422, "invalid_tensor", p,
                         "%s must hold non-negative integers, found %.17g", p, dims[i]);
+        if (dims[i] > 9.0e15) /* more than 2^53 elements: more than memory holds */
+            return fail(j, 413, "too_many_elements", p, "%s describes too many elements",
+                        p);
         t->shape[i] = (size_t)dims[i];
         if (t->shape[i] && want > SIZE_MAX / t->shape[i])
             return fail(j, 413, "too_many_elements", p, "%s describes too many elements",

@@ -415,6 +415,11 @@ static int route_of(const char *url, int *metric)
         {"/metrics", R_METRICS, SRV_EP_M_METRICS},
         {"/openapi.yaml", R_OPENAPI, SRV_EP_M_OPENAPI},
     };
+    if (!strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8)) {
+        /* the absolute form (RFC 9112 3.2.2): the path after the authority */
+        const char *path = strchr(strstr(url, "//") + 2, '/');
+        url = path ? path : "/";
+    }
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(url, routes[i].path)) {
             *metric = routes[i].metric;
@@ -436,8 +441,10 @@ static int authorized(const server *s, struct MHD_Connection *c)
     const char *given = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-API-Key");
     if (auth && !strncasecmp(auth, "Bearer ", 7)) given = auth + 7;
     if (!given) return 0;
-    /* Compare in time independent of where the strings differ. */
+    /* Compare in time independent of where the strings differ, without the
+     * whitespace that may end a header's value (RFC 9110 5.5). */
     size_t n = strlen(key), m = strlen(given);
+    while (m && (given[m - 1] == ' ' || given[m - 1] == '\t')) m--;
     unsigned char diff = n != m;
     for (size_t i = 0; i < n; i++) diff |= (unsigned char)(key[i] ^ given[i < m ? i : 0]);
     return diff == 0;
@@ -937,6 +944,30 @@ static enum MHD_Result admit_post(request *r)
     return MHD_YES;
 }
 
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    unsigned *n = cls;
+    (void)kind;
+    (void)value;
+    if (!strcasecmp(key, "Content-Length")) n[0]++;
+    if (!strcasecmp(key, "Transfer-Encoding")) n[1]++;
+    return MHD_YES;
+}
+
+/* Where the body ends must be beyond doubt (RFC 9112 6.3): with two lengths, or
+ * a length and chunks, another server on the way may cut the stream elsewhere
+ * and see a second request in this one's body.  NULL when it is. */
+static const char *framing_doubt(struct MHD_Connection *c)
+{
+    unsigned n[2] = {0, 0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, n);
+    if (n[0] > 1) return "Content-Length is given more than once";
+    if (n[1] > 1) return "Transfer-Encoding is given more than once";
+    if (n[0] && n[1]) return "Content-Length and Transfer-Encoding are both given";
+    return NULL;
+}
+
 /* Routing, methods, authorization and admission, once the headers are in. */
 static enum MHD_Result headers(request *r)
 {
@@ -990,6 +1021,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         const char *te =
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
         r->has_body = (cl && strcmp(cl, "0")) || te;
+        const char *doubt = framing_doubt(c);
+        if (doubt) { /* answered now, so that MHD closes the connection after it */
+            r->has_body = 1;
+            return fail(r, 400, "invalid_request", NULL, NULL,
+                        "%s: where the body ends is ambiguous", doubt);
+        }
         if (!r->has_body) return MHD_YES;
         return headers(r);
     }
@@ -1554,12 +1591,20 @@ int srv_server_run(srv_config *cfg)
         io->s = s;
         io->clients.next = io->clients.prev = &io->clients;
         io->id_state = mix64(seed + started);
+        errno = 0;
         io->mhd = start_daemon(io, v6);
         if (!io->mhd) break;
     }
     if (started < s->n_loops) {
+        /* libmicrohttpd has logged why; errno says it only for a system call */
+        int e = errno;
         fprintf(stderr, "lossd: cannot start the HTTP server on %s port %u: %s\n",
-                cfg->bind, port, strerror(errno));
+                cfg->bind, port,
+                e ? strerror(e)
+                  : cfg->tls_cert ? "libmicrohttpd refused the TLS certificate or key "
+                                    "(--tls-cert takes the PEM certificate, --tls-key its "
+                                    "private key)"
+                                  : "libmicrohttpd refused to start (see its message above)");
         for (size_t k = 0; k < started; k++) MHD_stop_daemon(s->loops[k].mhd);
         close(s->listen_fd);
         goto out;

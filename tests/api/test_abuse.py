@@ -183,17 +183,49 @@ def test_pipelined_requests(srv):
     assert out[2].json()["status"] == "ok"
 
 
-def test_content_length_and_chunked(srv):
-    """Both framings (a smuggling attempt): either refused, or the chunked body
-    is used and the answer is right."""
-    body = b"%x\r\n" % len(SMALL) + SMALL + b"\r\n0\r\n\r\n"
-    raw = exchange(srv, b"POST /v1/loss HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                        b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+def test_absolute_form_targets(srv):
+    """A request target in absolute form (RFC 9112 3.2.2: a server must accept
+    it) is routed by its path."""
+    raw = exchange(srv, b"GET http://127.0.0.1/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     resp = parse_response(raw)
-    if resp is not None and resp.status == 200:
-        assert resp.json()["cost"] == 5.0
-    else:
-        assert raw == b"" or resp.status == 400, raw[:300]
+    assert resp is not None and resp.status == 200 and resp.json()["status"] == "ok", raw[:300]
+    raw = exchange(srv, b"POST HTTPS://example.com:8080/v1/loss HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(SMALL) + SMALL)
+    resp = parse_response(raw)
+    assert resp is not None and resp.status == 200 and resp.json()["cost"] == 5.0, raw[:300]
+    raw = exchange(srv, b"GET http://127.0.0.1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    resp = parse_response(raw)
+    assert resp is not None and resp.status == 404, raw[:300]
+
+
+SMUGGLED = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize("framing,body,why", [
+    # two lengths: a server that takes the first sees a second request in the body
+    (b"Content-Length: 4\r\nContent-Length: %d\r\n" % (4 + len(SMUGGLED)),
+     b'{"lo' + SMUGGLED, b"Content-Length is given more than once"),
+    (b"Content-Length: %d\r\nContent-Length: %d\r\n" % (len(SMALL), len(SMALL)), SMALL,
+     b"Content-Length is given more than once"),
+    (b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+     b"%x\r\n" % len(SMALL) + SMALL + b"\r\n0\r\n\r\n",
+     b"Content-Length and Transfer-Encoding are both given"),
+    (b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+     b"%x\r\n" % len(SMALL) + SMALL + b"\r\n0\r\n\r\n",
+     b"Transfer-Encoding is given more than once"),
+])
+def test_ambiguous_framing_is_refused(srv, framing, body, why):
+    """Where the body ends must be beyond doubt (RFC 9112 6.3; request
+    smuggling): one 400 invalid_request, then the connection closes, so nothing
+    in the body is taken for another request."""
+    raw = exchange(srv, b"POST /v1/loss HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        + framing + b"\r\n" + body, wait=5.0)
+    resp = parse_response(raw)
+    assert resp is not None and resp.status == 400, raw[:300]
+    check_error_body(resp.json(), "invalid_request")
+    assert why in resp.body, resp.body
+    assert raw.count(b"HTTP/1.1 ") == 1, raw[:600]    # no answer to a smuggled request
+    assert resp.headers.get("connection", "").lower() == "close", resp.headers
 
 
 # ---- bodies that never complete ----

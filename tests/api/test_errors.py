@@ -127,6 +127,12 @@ CASES = [
      422, "invalid_tensor", "/inputs/predictions/data/1"),
     ("object_negative_shape", L, mse(inputs={"predictions": {"shape": [-1], "data": []}, "targets": [1.0]}),
      422, "invalid_tensor", "/inputs/predictions/shape"),
+    ("object_fractional_shape", L, mse(inputs={"predictions": {"shape": [1.5], "data": []}, "targets": [1.0]}),
+     422, "invalid_tensor", "/inputs/predictions/shape"),
+    # an integer beyond 2^53 is a size, not a malformed one: more elements than memory
+    ("object_shape_beyond_2_53", L, mse(inputs={"predictions": {"shape": [9007199254740994, 1], "data": []},
+                                                "targets": [1.0]}),
+     413, "too_many_elements", "/inputs/predictions/shape"),
     ("object_unknown_field", L, mse(inputs={"predictions": {"shape": [1], "data": [1.0], "foo": 1},
                                             "targets": [1.0]}),
      422, "unknown_field", "/inputs/predictions/foo"),
@@ -595,7 +601,9 @@ def test_401(keyed):
 def test_api_key_accepted(keyed):
     srv = keyed
     for headers in ({"Authorization": "Bearer s3cret-KEY_123"}, {"X-API-Key": "s3cret-KEY_123"},
-                    {"authorization": "bearer s3cret-KEY_123"}):
+                    {"authorization": "bearer s3cret-KEY_123"},
+                    # the whitespace that may end a header's value is not the key's
+                    {"X-API-Key": "s3cret-KEY_123 "}, {"Authorization": "Bearer s3cret-KEY_123\t"}):
         r = srv.post("/v1/loss", mse(), headers=headers)
         assert r.status_code == 200 and r.json()["cost"] == 1.0, (headers, r.text)
         assert srv.get("/v1/losses", headers=headers).status_code == 200

@@ -63,3 +63,21 @@ def test_https(tls_server):
             data = b""
         assert not data.startswith(b"HTTP/1.1 200")
     assert requests.get(base + "/readyz", verify=cert, timeout=30).status_code == 200
+
+
+def test_swapped_certificate_and_key(tmp_path):
+    """A key given as the certificate (and the other way round): lossd does not
+    start, exits 1 and says which flags to check, not an errno's "Success"."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1"],
+                   check=True, capture_output=True)
+    p = subprocess.run([str(conftest.LOSSD_BIN), "--bind", "127.0.0.1", "--port", "0",
+                        "--tls-cert", str(key), "--tls-key", str(cert)],
+                       capture_output=True, text=True, timeout=30 * conftest.SLOW,
+                       env=conftest.clean_env())
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    assert p.stdout == "", p.stdout
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("lossd: cannot start the HTTP server on 127.0.0.1"), p.stderr
+    assert "--tls-cert" in last and "Success" not in last, p.stderr
