@@ -36,10 +36,13 @@ static int shapes(loss_plan *p, loss_error *err)
     if (!rc) rc = loss__need_rows(p, MU, &z, "Z", err);
     if (!rc) rc = loss__need_rows(p, LOGVAR, &z, "Z", err);
     if (rc) return rc;
+    /* Its default, 1, is what the response's spec shows for bernoulli too, so that
+     * spec can be sent back; any other sigma with bernoulli is a mistake. */
     if (p->spec.likelihood == LOSS_LIKELIHOOD_BERNOULLI &&
-        ((p->spec.given >> P_SIGMA) & 1u))
+        ((p->spec.given >> P_SIGMA) & 1u) && p->spec.sigma != 1.0)
         return loss__fail(err, LOSS_EPARAM_CONFLICT, LOSS_AT_PARAM, "sigma", -1,
-                          "sigma applies to likelihood \"gaussian\" only");
+                          "sigma applies to likelihood \"gaussian\" only (bernoulli "
+                          "takes no sigma, or its default 1)");
     p->d = d;
     p->z = z;
     loss__set_rows(p, d + z); /* the work per example, for the block size */

@@ -131,7 +131,11 @@ int loss_penalty_init(loss_penalty *pen, const char *kind, loss_error *err)
     return 0;
 }
 
+/* A parameter with a default (l1_ratio) counts when it is given at all; one
+ * without (lambda, prior, sigma, b, dataset_size) when it has a value: null is
+ * the same as leaving it out. */
 #define GIVEN(pen, i) (((pen)->given >> (i)) & 1u)
+#define HAS(pen, i) (((pen)->present >> (i)) & 1u)
 
 int loss_penalty_resolve(loss_penalty *pen, loss_error *err)
 {
@@ -139,22 +143,22 @@ int loss_penalty_resolve(loss_penalty *pen, loss_error *err)
     if (GIVEN(pen, P_L1_RATIO) && pen->kind != LOSS_PENALTY_ELASTIC_NET)
         return loss__fail(err, LOSS_EPARAM_CONFLICT, LOSS_AT_PARAM, "l1_ratio", -1,
                           "l1_ratio applies to elastic_net only, not %s", kind);
-    if (GIVEN(pen, P_SIGMA) &&
-        !(GIVEN(pen, P_PRIOR) && pen->prior == LOSS_PRIOR_GAUSSIAN))
+    if (HAS(pen, P_SIGMA) &&
+        !(HAS(pen, P_PRIOR) && pen->prior == LOSS_PRIOR_GAUSSIAN))
         return loss__fail(err, LOSS_EPARAM_CONFLICT, LOSS_AT_PARAM, "sigma", -1,
                           "sigma goes with \"prior\": \"gaussian\"");
-    if (GIVEN(pen, P_B) && !(GIVEN(pen, P_PRIOR) && pen->prior == LOSS_PRIOR_LAPLACE))
+    if (HAS(pen, P_B) && !(HAS(pen, P_PRIOR) && pen->prior == LOSS_PRIOR_LAPLACE))
         return loss__fail(err, LOSS_EPARAM_CONFLICT, LOSS_AT_PARAM, "b", -1,
                           "b goes with \"prior\": \"laplace\"");
-    if (GIVEN(pen, P_PRIOR)) {
-        if (GIVEN(pen, P_LAMBDA))
+    if (HAS(pen, P_PRIOR)) {
+        if (HAS(pen, P_LAMBDA))
             return loss__fail(err, LOSS_EPARAM_CONFLICT, LOSS_AT_PARAM, "lambda", -1,
                               "give lambda or a prior, not both");
         if (pen->prior == LOSS_PRIOR_GAUSSIAN) {
             if (pen->kind != LOSS_PENALTY_L2)
                 return loss__fail(err, LOSS_EPARAM_CONFLICT, LOSS_AT_PARAM, "prior", -1,
                                   "a gaussian prior is an l2 penalty, not %s", kind);
-            if (!GIVEN(pen, P_SIGMA))
+            if (!HAS(pen, P_SIGMA))
                 return loss__fail(err, LOSS_EMISSING_PARAM, LOSS_AT_PARAM, "sigma", -1,
                                   "a gaussian prior needs sigma");
             pen->lambda = 1.0 / (pen->sigma * pen->sigma);
@@ -162,7 +166,7 @@ int loss_penalty_resolve(loss_penalty *pen, loss_error *err)
             if (pen->kind != LOSS_PENALTY_L1)
                 return loss__fail(err, LOSS_EPARAM_CONFLICT, LOSS_AT_PARAM, "prior", -1,
                                   "a laplace prior is an l1 penalty, not %s", kind);
-            if (!GIVEN(pen, P_B))
+            if (!HAS(pen, P_B))
                 return loss__fail(err, LOSS_EMISSING_PARAM, LOSS_AT_PARAM, "b", -1,
                                   "a laplace prior needs b");
             pen->lambda = 1.0 / pen->b;
@@ -171,7 +175,7 @@ int loss_penalty_resolve(loss_penalty *pen, loss_error *err)
             return loss__fail(err, LOSS_EPARAM_RANGE, LOSS_AT_PARAM,
                               pen->prior == LOSS_PRIOR_GAUSSIAN ? "sigma" : "b", -1,
                               "the prior's scale is too small: lambda overflows");
-    } else if (!GIVEN(pen, P_LAMBDA)) {
+    } else if (!HAS(pen, P_LAMBDA)) {
         return loss__fail(err, LOSS_EMISSING_PARAM, LOSS_AT_PARAM, "lambda", -1,
                           "%s needs lambda (or a prior)", kind);
     }
@@ -202,7 +206,7 @@ int loss_penalty_eval(const loss_penalty *pen, const double *theta, size_t n,
                               "params[%zu] is %s", k,
                               isnan(theta[k]) ? "NaN" : "infinite");
     double lam = pen->lambda,
-           scale = GIVEN(pen, P_DATASET_SIZE) ? 1.0 / pen->dataset_size : 1.0;
+           scale = HAS(pen, P_DATASET_SIZE) ? 1.0 / pen->dataset_size : 1.0;
     double rho = pen->kind == LOSS_PENALTY_L1   ? 1.0
                  : pen->kind == LOSS_PENALTY_L2 ? 0.0
                                                 : pen->l1_ratio;

@@ -244,3 +244,36 @@ def test_confident_logits_keep_their_precision(lossd, spec, pw):
     got = r.json()
     np.testing.assert_allclose(got["losses"], want_l, rtol=1e-14, atol=0)
     np.testing.assert_allclose(got["gradients"]["predictions"], want_g, rtol=1e-14, atol=0)
+
+
+def test_echoed_spec_can_be_sent_back(lossd):
+    """The loss spec a response shows (every parameter resolved, defaults filled
+    in) is a request spec that gives the same response, for every reference case."""
+    failures = []
+    for case in LOSS_CASES:
+        r = lossd.loss(case["request"])
+        assert r.status_code == 200, (case["id"], r.text[:300])
+        again = dict(case["request"], loss=r.json()["loss"])
+        r2 = lossd.loss(again)
+        if r2.status_code != 200 or r2.content != r.content:
+            failures.append((case["id"], r2.status_code, r2.text[:200]))
+    assert not failures, f"{len(failures)} of {len(LOSS_CASES)}: {failures[:3]}"
+
+
+@pytest.mark.parametrize("given,nulls", [
+    ({"lambda": 0.5}, {"prior": None, "sigma": None, "b": None, "dataset_size": None}),
+    ({"prior": "gaussian", "sigma": 2.0}, {"lambda": None, "b": None}),
+    ({"lambda": 0.5, "dataset_size": 4}, {"prior": None}),
+])
+def test_null_penalty_parameters_are_absent(lossd, given, nulls):
+    """The penalty fields without a default are nullable in the schema: null is
+    the same as leaving the field out (Python's None from a client's dataclass)."""
+    def body(extra):
+        return {"tasks": [{"name": "a", "loss": "mse",
+                           "inputs": {"predictions": [1.0, 2.0], "targets": [0.0, 0.5]}}],
+                "regularization": [dict({"kind": "l2", "params": [1.0, -3.0]}, **given, **extra)]}
+    want = lossd.objective(body({}))
+    assert want.status_code == 200, want.text
+    got = lossd.objective(body(nulls))
+    assert got.status_code == 200, got.text
+    assert got.content == want.content
