@@ -236,20 +236,8 @@ def _example_pairs():
                             rex = deref(e).get("value")
                     pairs.append(pytest.param(path, mt, ex["value"], status, rex,
                                               ex.get("x-request-headers", {}),
-                                              id=f"{method.upper()} {path} {name}",
-                                              marks=_known_mismatch(path, name)))
+                                              id=f"{method.upper()} {path} {name}"))
     return pairs
-
-
-# Examples whose documented response differs from the server's real answer
-# (the examples were computed offline).  Filled from real runs; each entry says
-# what differs.  See the final report; openapi.yaml is not edited here.
-KNOWN_EXAMPLE_MISMATCHES = {}
-
-
-def _known_mismatch(path, name):
-    reason = KNOWN_EXAMPLE_MISMATCHES.get((path, name))
-    return [pytest.mark.xfail(strict=False, reason=reason)] if reason else []
 
 
 EXAMPLES = _example_pairs()
@@ -278,9 +266,11 @@ def test_example_pair(lossd, path, media, value, status, expected, extra_headers
         assert got["error"]["path"] == expected["error"]["path"], (got, expected)
         assert got["error"]["message"].strip()
         return
-    floor = 1e-15 * apiutil.max_abs(expected)
+    # The operation's description says the example numbers are exactly what lossd
+    # returns: every number is compared bit for bit (a kernel change that moves a
+    # last digit updates the example).
     try:
-        apiutil.close(got, expected, floor, "", rel=1e-12)
+        apiutil.close(got, expected, 0.0, "", rel=0.0)
     except apiutil.Mismatch as e:
         pytest.fail(f"the real response differs from the example: {e}\nreal: {dumps(got)[:1500]}")
     assert list(got) == list(expected), f"field order: {list(got)} != {list(expected)}"
