@@ -243,13 +243,12 @@ static int binary_data(srv_job *j, srv_binref *b, size_t n, int dtype, double **
         for (size_t i = 0; i < n; i++) {
             int64_t v;
             memcpy(&v, src + 8 * i, 8);
-            if (v > ((int64_t)1 << 53) || v < -((int64_t)1 << 53)) {
-                char p[PTR_MAX];
-                snprintf(p, sizeof p, "%s/data/%zu", path, i);
-                return fail(j, 422, "invalid_tensor", p,
-                            "%s = %lld is not exactly representable as a double", p,
-                            (long long)v);
-            }
+            if (v > ((int64_t)1 << 53) || v < -((int64_t)1 << 53)) /* no JSON element to
+                point at: the pointer names the tensor object, the message its element */
+                return fail(j, 422, "invalid_tensor", path,
+                            "%s: element %zu of the binary data, %lld, is not exactly "
+                            "representable as a double",
+                            path, i, (long long)v);
             d[i] = (double)v;
         }
         break;

@@ -161,6 +161,14 @@ def test_binary_without_header_and_nonfinite(srv):
     # object, the message the element
     assert err["code"] == "non_finite_value" and err["path"] == "/inputs/predictions", err
     assert "[1]" in err["message"], err
+    # the same for an int64 index beyond 2^53 (no "data" member to point into)
+    header = {"loss": "cross_entropy", "inputs": {"predictions": tensor([2, 3], "float64"),
+                                                  "targets": tensor([2], "int64")}}
+    r = post_binary(srv, header, [np.zeros((2, 3)), np.array([0, 2 ** 53 + 1], np.int64)])
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["code"] == "invalid_tensor" and err["path"] == "/inputs/targets", err
+    assert "element 1 " in err["message"] and str(2 ** 53 + 1) in err["message"], err
 
 
 def _binary_tensors(arrays, as64):
