@@ -21,7 +21,9 @@ Cases, each verified before it is timed:
      --warmup run that is discarded): requests/s, latency p50 / p99.  --rounds times,
      the servers taking turns within each round, so that a slow spell of the machine
      falls on all of them alike; the table shows each figure's median over the rounds
-     (each figure on its own), and every round is printed too;
+     (each figure on its own), and every round is printed too.  Also the CPU time per
+     request of the server's processes and of wrk, and for lossd its own latency
+     histogram of the same requests (from /metrics before and after the run);
   b. 1M-element mse with gradients, end to end (a 40 MB JSON body, one request at a time,
      --repeats times, median wall time from sending the request to having the whole
      response body; the client's JSON parsing is not included);
@@ -38,6 +40,7 @@ import math
 import os
 import platform
 import re
+import resource
 import select
 import shlex
 import shutil
@@ -286,12 +289,63 @@ def verify_small(server, body, cost):
         raise RuntimeError(f"{server.name}: small request: cost {got.get('cost')} != {cost}")
 
 
+def group_cpu(pgid):
+    """CPU seconds (user, system) used so far by the live processes of process
+    group pgid (a server and its workers, threads included), from /proc/PID/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    user = system = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:      # field 5 (pgrp); utime and stime are 14 and 15
+            user += int(fields[11])
+            system += int(fields[12])
+    return user / tick, system / tick
+
+
+def lossd_histogram(server):
+    """lossd's own latency histogram of /v1/loss (lossd_request_duration_seconds:
+    from the request's headers to its response being queued), as
+    (count, sum of seconds, {upper bound: cumulative count})."""
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    pre = 'lossd_request_duration_seconds_'
+    lab = '{endpoint="/v1/loss"'
+    count, total, buckets = 0, 0.0, {}
+    for line in text.splitlines():
+        if not line.startswith(pre) or lab not in line:
+            continue
+        key, value = line.rsplit(" ", 1)
+        if key.startswith(pre + "count"):
+            count = int(value)
+        elif key.startswith(pre + "sum"):
+            total = float(value)
+        elif key.startswith(pre + "bucket"):
+            le = re.search(r'le="([^"]+)"', key).group(1)
+            buckets[math.inf if le == "+Inf" else float(le)] = int(value)
+    return count, total, buckets
+
+
 def run_wrk(server, body_file, args, duration):
+    """One wrk run: wrk's figures, and what the run cost in CPU, per request: the
+    server's processes (cpu_us, sys_share) and wrk's own (wrk_cpu_us).  For lossd
+    also its own view of the same requests (lossd_histogram): inside_mean_us and
+    inside_1ms, the share answered within 1 ms of their headers."""
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s",
            "--timeout", "10s", "-s", POST_LUA, server.url + "/v1/loss"]
     env = dict(os.environ, WRK_BODY_FILE=body_file)
+    hist0 = lossd_histogram(server) if server.name == "lossd" else None
+    cpu0 = group_cpu(server.proc.pid)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True,
                          timeout=duration + 60)
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu1 = group_cpu(server.proc.pid)
+    hist1 = lossd_histogram(server) if server.name == "lossd" else None
     m = re.search(r"^WRK_RESULT (.*)$", out.stdout, re.M)
     if out.returncode != 0 or not m:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout}\n{out.stderr}")
@@ -300,6 +354,16 @@ def run_wrk(server, body_file, args, duration):
         k, v = kv.split("=")
         res[k] = float(v)
     res["errors"] = int(sum(v for k, v in res.items() if k.startswith("err_")))
+    n = max(res["requests"], 1)
+    used = (cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1])
+    res["cpu_us"] = used / n * 1e6
+    res["sys_share"] = (cpu1[1] - cpu0[1]) / used if used > 0 else 0.0
+    res["wrk_cpu_us"] = ((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)) / n * 1e6
+    if hist0 and hist1:
+        count = hist1[0] - hist0[0]
+        if count > 0:
+            res["inside_mean_us"] = (hist1[1] - hist0[1]) / count * 1e6
+            res["inside_1ms"] = (hist1[2].get(0.001, 0) - hist0[2].get(0.001, 0)) / count
     return res
 
 
@@ -515,6 +579,18 @@ def report(args, info, servers, small, large):
             if name != "nginx" and name in small:
                 print(f"  {name} reaches {small[name]['rps'] / small['nginx']['rps']:.1%} "
                       f"of nginx's req/s")
+    print("small, CPU per request (medians over the rounds; the server's processes from "
+          "/proc/PID/stat, wrk's from its rusage):")
+    for name in names:
+        sm = small.get(name)
+        if sm and "cpu_us" in sm:
+            print(f"  {name:10} {sm['cpu_us']:6.1f} us ({sm['sys_share']:.0%} in the kernel), "
+                  f"wrk {sm['wrk_cpu_us']:5.1f} us")
+    ls = small.get("lossd")
+    if ls and "inside_mean_us" in ls:
+        print(f"lossd's own view of the small requests (lossd_request_duration_seconds, from "
+              f"the headers to the response queued): mean {ls['inside_mean_us'] / 1e3:.3f} ms "
+              f"of wrk's {ls['mean_us'] / 1e3:.3f} ms; {ls['inside_1ms']:.1%} within 1 ms")
     if args.rounds > 1:
         print("small, every round (req/s, p99 ms):")
         for name in names:
