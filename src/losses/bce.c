@@ -53,7 +53,8 @@ LOSS__KERNEL static void logits(const double *restrict x, const double *restrict
     for (size_t i = 0; i < n; i++) {
         double t = y[i] * (1.0 - eps) + 0.5 * eps, xi = x[i];
         double e = loss__vexp(-fabs(xi)), lg = loss__vlog1p(e), r = 1.0 / (1.0 + e);
-        l[i] = (1.0 - t) * (loss__max(xi, 0.0) + lg) + pw * t * (loss__max(-xi, 0.0) + lg);
+        l[i] =
+            (1.0 - t) * (loss__max(xi, 0.0) + lg) + pw * t * (loss__max(-xi, 0.0) + lg);
         double sig = (xi >= 0.0 ? 1.0 : e) * r, sig_neg = (xi >= 0.0 ? e : 1.0) * r;
         gx[i] = s * w[i] * ((1.0 - t) * sig - pw * t * sig_neg);
         acc[i] = (xi >= 0.0) == (y[i] >= 0.5) ? 1.0 : 0.0;

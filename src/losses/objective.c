@@ -135,7 +135,7 @@ int loss_penalty_init(loss_penalty *pen, const char *kind, loss_error *err)
  * without (lambda, prior, sigma, b, dataset_size) when it has a value: null is
  * the same as leaving it out. */
 #define GIVEN(pen, i) (((pen)->given >> (i)) & 1u)
-#define HAS(pen, i) (((pen)->present >> (i)) & 1u)
+#define HAS(pen, i)   (((pen)->present >> (i)) & 1u)
 
 int loss_penalty_resolve(loss_penalty *pen, loss_error *err)
 {
@@ -143,8 +143,7 @@ int loss_penalty_resolve(loss_penalty *pen, loss_error *err)
     if (GIVEN(pen, P_L1_RATIO) && pen->kind != LOSS_PENALTY_ELASTIC_NET)
         return loss__fail(err, LOSS_EPARAM_CONFLICT, LOSS_AT_PARAM, "l1_ratio", -1,
                           "l1_ratio applies to elastic_net only, not %s", kind);
-    if (HAS(pen, P_SIGMA) &&
-        !(HAS(pen, P_PRIOR) && pen->prior == LOSS_PRIOR_GAUSSIAN))
+    if (HAS(pen, P_SIGMA) && !(HAS(pen, P_PRIOR) && pen->prior == LOSS_PRIOR_GAUSSIAN))
         return loss__fail(err, LOSS_EPARAM_CONFLICT, LOSS_AT_PARAM, "sigma", -1,
                           "sigma goes with \"prior\": \"gaussian\"");
     if (HAS(pen, P_B) && !(HAS(pen, P_PRIOR) && pen->prior == LOSS_PRIOR_LAPLACE))

@@ -404,10 +404,11 @@ static const json_t *resolve(const json_t *root, const char *ptr)
  * shape into *t and the dtype into *dtype; -1 when they do not say (not a flat
  * shape of non-negative integers, an unknown dtype, too many bytes):
  * tensor_object then says what is wrong with them. */
-static int tensor_bytes(const srv_job *j, const json_t *obj, size_t *bytes, loss_tensor *t,
-                        int *dtype)
+static int tensor_bytes(const srv_job *j, const json_t *obj, size_t *bytes,
+                        loss_tensor *t, int *dtype)
 {
-    const json_t *shape = json_object_get(obj, "shape"), *dt = json_object_get(obj, "dtype");
+    const json_t *shape = json_object_get(obj, "shape"),
+                 *dt = json_object_get(obj, "dtype");
     *dtype = SRV_DTYPE_FLOAT64;
     if (dt) {
         *dtype = -1;
@@ -417,10 +418,10 @@ static int tensor_bytes(const srv_job *j, const json_t *obj, size_t *bytes, loss
     }
     double dims[LOSS_MAX_RANK];
     size_t rank = 0;
-    const srv_lifted *l = json_is_string(shape) ? srv_scan_lookup(&j->scan,
-                                                                  json_string_value(shape),
-                                                                  json_string_length(shape))
-                                                : NULL;
+    const srv_lifted *l = json_is_string(shape)
+                              ? srv_scan_lookup(&j->scan, json_string_value(shape),
+                                                json_string_length(shape))
+                              : NULL;
     if (l) { /* numeric arrays are lifted out of the DOM by the scanner */
         if (l->rank != 1 || l->count > LOSS_MAX_RANK) return -1;
         rank = l->count;

@@ -1601,10 +1601,11 @@ int srv_server_run(srv_config *cfg)
         fprintf(stderr, "lossd: cannot start the HTTP server on %s port %u: %s\n",
                 cfg->bind, port,
                 e ? strerror(e)
-                  : cfg->tls_cert ? "libmicrohttpd refused the TLS certificate or key "
-                                    "(--tls-cert takes the PEM certificate, --tls-key its "
-                                    "private key)"
-                                  : "libmicrohttpd refused to start (see its message above)");
+                : cfg->tls_cert
+                    ? "libmicrohttpd refused the TLS certificate or key "
+                      "(--tls-cert takes the PEM certificate, --tls-key its "
+                      "private key)"
+                    : "libmicrohttpd refused to start (see its message above)");
         for (size_t k = 0; k < started; k++) MHD_stop_daemon(s->loops[k].mhd);
         close(s->listen_fd);
         goto out;
