@@ -92,11 +92,15 @@ static void *own_bytes(srv_job *j, size_t size)
 
 static double *own(srv_job *j, size_t n)
 {
-    return own_bytes(j, n * sizeof(double));
+    return n > SIZE_MAX / sizeof(double) ? NULL : own_bytes(j, n * sizeof(double));
 }
 
+/* n more numbers (SIZE_MAX: more than can be counted); 413 beyond the limit. */
 static int count_elements(srv_job *j, size_t n, const char *path)
 {
+    if (n > SIZE_MAX / sizeof(double) - j->n_elements)
+        return fail(j, 413, "too_many_elements", path,
+                    "the request has more numbers than memory can hold");
     j->n_elements += n;
     if (j->max_elements && j->n_elements > j->max_elements)
         return fail(j, 413, "too_many_elements", path,
@@ -122,7 +126,8 @@ static int nested_shape(srv_job *j, const json_t *v, loss_tensor *t, const char 
     return 0;
 }
 
-/* Copies nested arrays into dst, checking that they are rectangular numbers. */
+/* Copies nested arrays into *dst, checking that they are rectangular numbers
+ * (only checks when dst is NULL). */
 static int nested_fill(srv_job *j, const json_t *v, const loss_tensor *t, size_t depth,
                        double **dst, char *path)
 {
@@ -132,7 +137,7 @@ static int nested_fill(srv_job *j, const json_t *v, const loss_tensor *t, size_t
             return fail(j, 422, "invalid_tensor", path,
                         "%s is %s but tensor elements must be numbers", path,
                         json_type_name(v));
-        *(*dst)++ = json_number_value(v);
+        if (dst) *(*dst)++ = json_number_value(v);
         return 0;
     }
     if (!json_is_array(v) || json_array_size(v) != t->shape[depth])
@@ -531,11 +536,14 @@ static int tensor(srv_job *j, const json_t *v, const char *path, loss_tensor *t,
                     path, json_type_name(v));
     if (nested_shape(j, v, t, path)) return -1;
     size_t n = loss_tensor_size(t);
+    char p[PTR_MAX];
+    snprintf(p, sizeof p, "%s", path);
+    /* The shape is read from the first element at each level: more numbers than
+     * the body has bytes means the arrays are ragged, which the check says where. */
+    if (n > j->len && nested_fill(j, v, t, 0, NULL, p)) return -1;
     if (count_elements(j, n, path)) return -1;
     double *d = own(j, n), *dst = d;
     if (!d) return fail(j, 500, "internal_error", path, "out of memory");
-    char p[PTR_MAX];
-    snprintf(p, sizeof p, "%s", path);
     if (nested_fill(j, v, t, 0, &dst, p)) return -1;
     t->data = d;
     return 0;

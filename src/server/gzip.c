@@ -19,32 +19,34 @@ int srv_inflate(const char *in, size_t in_len, size_t max, char **out, size_t *o
         srv_error_set(err, 500, "internal_error", "", "zlib: %s", z.msg ? z.msg : "init");
         return -1;
     }
+    /* The output may pass max by one byte, which tells that the body is too big;
+     * the buffer grows by doubling, but never past that byte. */
+    size_t limit = max < SIZE_MAX - 1 ? max + 1 : SIZE_MAX - 1;
     srv_buf b = {0};
-    b.max = max;
-    size_t cap = in_len * 4 < max ? in_len * 4 : max;
-    if (srv_buf_reserve(&b, cap < 65536 ? 65536 : cap)) goto toobig;
+    b.max = limit;
+    size_t first = in_len < limit / 4 ? in_len * 4 : limit;
+    if (first < 65536) first = limit < 65536 ? limit : 65536;
+    if (srv_buf_reserve(&b, first)) goto nomem;
     z.next_in = (unsigned char *)(uintptr_t)in;
     int rc = Z_OK;
     size_t left = in_len;
     while (rc != Z_STREAM_END) {
-        if (b.cap - b.len - 1 < 65536 && srv_buf_reserve(&b, b.cap)) {
-            if (b.toobig) goto toobig;
-            srv_error_set(err, 500, "internal_error", "",
-                          "out of memory inflating the body");
-            goto fail;
+        size_t room = b.cap - b.len - 1;
+        if (room < 65536 && b.len + room < limit) {
+            size_t grow = b.cap < limit - b.len ? b.cap : limit - b.len;
+            if (srv_buf_reserve(&b, grow)) goto nomem;
+            room = b.cap - b.len - 1;
         }
+        if (room > limit - b.len) room = limit - b.len;
         uInt chunk = left > (1u << 30) ? (1u << 30) : (uInt)left;
         z.avail_in = chunk;
-        size_t room = b.cap - b.len - 1;
-        if (b.max && room > b.max - b.len + 1)
-            room = b.max - b.len + 1; /* one over: detect */
         z.next_out = (unsigned char *)b.data + b.len;
         z.avail_out = room > (1u << 30) ? (1u << 30) : (uInt)room;
         uInt before_out = z.avail_out;
         rc = inflate(&z, Z_NO_FLUSH);
         left -= chunk - z.avail_in;
         b.len += before_out - z.avail_out;
-        if (b.max && b.len > b.max) goto toobig;
+        if (b.len > max) goto toobig;
         if (rc == Z_STREAM_END && left > 0) { /* another gzip member follows */
             inflateReset(&z);
             rc = Z_OK;
@@ -70,6 +72,9 @@ int srv_inflate(const char *in, size_t in_len, size_t max, char **out, size_t *o
 toobig:
     srv_error_set(err, 413, "body_too_large", "",
                   "the inflated body is larger than %zu bytes (--max-body-bytes)", max);
+    goto fail;
+nomem:
+    srv_error_set(err, 500, "internal_error", "", "out of memory inflating the body");
 fail:
     inflateEnd(&z);
     srv_buf_free(&b);

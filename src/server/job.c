@@ -51,7 +51,7 @@ int srv_job_scan(srv_job *j)
             j->failed = 1;
         } else {
             srv_mem_free(j->body);
-            size_t header = j->json_len == j->len ? n : j->json_len;
+            size_t header = j->binary_header ? j->json_len : n; /* the JSON part */
             j->body = plain;
             j->len = n;
             j->json_len = header;

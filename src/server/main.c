@@ -24,7 +24,8 @@ int main(int argc, char **argv)
         const char *mb = getenv("LOSSD_MAX_BODY_BYTES"),
                    *me = getenv("LOSSD_MAX_ELEMENTS");
         size_t max_body = mb ? (size_t)strtoull(mb, NULL, 10) : (size_t)1 << 30;
-        size_t max_elements = me ? (size_t)strtoull(me, NULL, 10) : 0;
+        size_t max_elements =
+            me ? (size_t)strtoull(me, NULL, 10) : 50000000; /* lossd's */
         return srv_eval_main(argc - 1, argv + 1, max_body ? max_body : (size_t)1 << 30,
                              max_elements);
     }

@@ -153,6 +153,7 @@ typedef struct request {
     ioloop *io;
     struct MHD_Connection *conn;
     const char *url, *method;
+    const char *path; /* url's path (route_of) */
     int route, metric;
     int counted; /* counts in s->inflight */
     int running; /* suspended, work on the pool */
@@ -401,7 +402,9 @@ static enum MHD_Result respond_json(request *r, int status, const char *text)
 
 /* ---- routing ---- */
 
-static int route_of(const char *url, int *metric)
+/* The route of a request target; *path is its path (the target itself, or what
+ * follows the authority of one in absolute form). */
+static int route_of(const char *url, int *metric, const char **path)
 {
     static const struct {
         const char *path;
@@ -417,9 +420,10 @@ static int route_of(const char *url, int *metric)
     };
     if (!strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8)) {
         /* the absolute form (RFC 9112 3.2.2): the path after the authority */
-        const char *path = strchr(strstr(url, "//") + 2, '/');
-        url = path ? path : "/";
+        const char *after = strchr(strstr(url, "//") + 2, '/');
+        url = after ? after : "/";
     }
+    *path = url;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(url, routes[i].path)) {
             *metric = routes[i].metric;
@@ -466,13 +470,13 @@ static enum MHD_Result handle_get(request *r)
                        NULL);
     case R_CATALOG_ONE: {
         size_t len;
-        char *body = srv_catalog_json(r->url + 11, &len);
+        char *body = srv_catalog_json(r->path + 11, &len);
         if (!body) {
             srv_error e;
             srv_error_set(&e, 404, "unknown_loss", "",
                           "there is no loss named \"%.60s\"; GET "
                           "/v1/losses lists them",
-                          r->url + 11);
+                          r->path + 11);
             return respond_error(r, &e, NULL, NULL);
         }
         return respond(r, 200, body, len, "application/json", 1, NULL, NULL);
@@ -846,7 +850,10 @@ static int submit(request *r)
     io->running++;
     if (r->cl) r->cl->busy = 1;
     MHD_suspend_connection(r->conn);
-    if (len <= BATCH_MAX_BODY) { /* queued after this MHD_run, with its neighbours */
+    /* Small bodies are queued after this MHD_run, with their neighbours, for the
+     * loop's compute thread; a compressed one is not known to be small (16 KiB of
+     * gzip can inflate to 16 MB) and gets a work item of its own. */
+    if (len <= BATCH_MAX_BODY && !r->gzip_in) {
         r->next = io->pending;
         io->pending = r;
         io->n_pending++;
@@ -1009,7 +1016,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         r->method = method;
         r->t0 = srv_now_ns();
         request_id(io, r);
-        r->route = route_of(url, &r->metric);
+        r->route = route_of(url, &r->metric, &r->path);
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
         r->cl = ci ? ci->socket_context : NULL;

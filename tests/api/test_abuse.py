@@ -193,6 +193,9 @@ def test_absolute_form_targets(srv):
                         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(SMALL) + SMALL)
     resp = parse_response(raw)
     assert resp is not None and resp.status == 200 and resp.json()["cost"] == 5.0, raw[:300]
+    raw = exchange(srv, b"GET http://x/v1/losses/huber HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    resp = parse_response(raw)
+    assert resp is not None and resp.status == 200 and resp.json()["name"] == "huber", raw[:300]
     raw = exchange(srv, b"GET http://127.0.0.1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     resp = parse_response(raw)
     assert resp is not None and resp.status == 404, raw[:300]

@@ -4,6 +4,7 @@ slow ones.  Expectations come from numpy (float64), not from lossd."""
 
 import gzip
 import json
+import math
 import struct
 import zlib
 
@@ -351,6 +352,58 @@ def test_gzip_bomb_is_capped(start_lossd):
     assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large", r.text
     assert "inflated" in r.json()["error"]["message"]
     assert small.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("max_body,n", [(1000000, 15000), (60000, 2), (200000, 3000)])
+def test_gzip_bodies_up_to_the_limit(start_lossd, max_body, n):
+    """A compressed body whose inflated size is within --max-body-bytes is
+    answered as the same body sent plain, however close to the limit it is (the
+    inflate buffer grows by doubling, but only up to the limit); one byte more
+    is 413."""
+    srv = start_lossd("--max-body-bytes", str(max_body))
+    rng = np.random.default_rng(n)
+    # compressible: the inflated body is many times the compressed one
+    body = {"loss": "mse", "inputs": {"predictions": (rng.integers(0, 4, size=n) / 4).tolist(),
+                                      "targets": (rng.integers(0, 4, size=n) / 4).tolist()}}
+    raw = json.dumps(body).encode()
+    for size in (max_body, 2 * max_body // 3):        # at the limit, and two thirds of it
+        data = raw + b" " * (size - len(raw))
+        assert len(data) == size
+        plain = requests.post(srv.url("/v1/loss"), data=data, timeout=60,
+                              headers={"Content-Type": "application/json"})
+        assert plain.status_code == 200, plain.text[:300]
+        r = requests.post(srv.url("/v1/loss"), data=gzip.compress(data), timeout=60,
+                          headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        assert r.status_code == 200, (size, r.text[:300])
+        assert r.content == plain.content
+    data = raw + b" " * (max_body + 1 - len(raw))
+    r = requests.post(srv.url("/v1/loss"), data=gzip.compress(data), timeout=60,
+                      headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large", r.text
+
+
+def test_gzip_binary_body_whose_json_part_is_as_long_as_the_compressed_body(srv):
+    """Inference-Header-Content-Length is the JSON part of the inflated body, even
+    when it happens to equal the compressed body's length (it was then taken for
+    "no binary part")."""
+    rng = np.random.default_rng(0)
+    p, t = rng.standard_normal(1000).astype("<f4"), rng.standard_normal(1000).astype("<f4")
+    header = {"loss": "mse", "outputs": ["cost"],
+              "inputs": {"predictions": tensor([1000], "float32"), "targets": tensor([1000], "float32")}}
+    base = json.dumps(header, separators=(",", ":"))
+    for pad in range(20000):                          # spaces in the JSON until the lengths meet
+        head = (base[:-1] + " " * pad + "}").encode()
+        z = gzip.compress(head + p.tobytes() + t.tobytes(), 9, mtime=0)
+        if len(z) == len(head):
+            break
+    else:
+        pytest.skip("no padding gave equal lengths")
+    r = requests.post(srv.url("/v1/loss"), data=z, timeout=30,
+                      headers={"Content-Type": "application/octet-stream", "Content-Encoding": "gzip",
+                               "Inference-Header-Content-Length": str(len(head))})
+    assert r.status_code == 200, r.text[:300]
+    want = np.mean((p.astype(np.float64) - t.astype(np.float64)) ** 2)
+    assert math.isclose(r.json()["cost"], want, rel_tol=1e-12)
 
 
 def test_gzip_responses(srv):

@@ -368,6 +368,31 @@ def test_eval_body_limit(tmp_path):
     assert p.returncode == 0 and json.loads(p.stdout)["cost"] == 0.0625
 
 
+def _ragged_claiming_2_61():
+    """Nested arrays whose first element at each level has 2^16, 2^16, 2^16 and
+    2^13 elements (2^61 numbers as their shape is read), all others numbers: 410 KB."""
+    inner = "[" + ",".join(["0"] * 8192) + "]"
+    for _ in range(3):
+        inner = "[" + inner + ",0" * 65535 + "]"
+    return '{"loss":"mse","inputs":{"predictions":' + inner + ',"targets":[0]}}'
+
+
+def test_ragged_arrays_claiming_too_many_numbers(lossd, tmp_path):
+    """The shape read from the first elements claims 2^61 numbers (2^64 bytes, which
+    wrapped to 0 and overflowed the heap in lossd eval, where there was no element
+    limit): the raggedness is the error, over HTTP and in eval, with or without a
+    limit."""
+    body = _ragged_claiming_2_61()
+    r = lossd.post("/v1/loss", body)
+    check_error(r, 422, "invalid_tensor", "/inputs/predictions/0/0/1")
+    f = tmp_path / "ragged.json"
+    f.write_text(body)
+    for env in ({}, {"LOSSD_MAX_ELEMENTS": "0"}):       # 0: no limit
+        p = run(["eval", f], env=env)
+        assert p.returncode == 1, (env, p.returncode, p.stderr[-2000:])
+        assert p.stdout == r.content, (env, p.stdout[:300])
+
+
 # ---- logs ----
 
 def test_log_format_json(start_lossd):
