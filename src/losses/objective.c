@@ -56,7 +56,7 @@ int loss_weighting_eval(loss_weighting scheme, size_t n, const double *cost,
             ds = 0.0;
             break;
         }
-        if (!isfinite(eff) || !isfinite(c)) {
+        if (!isfinite(eff) || !isfinite(c) || !isfinite(ds)) {
             free(contrib);
             return loss__fail(err, LOSS_EOVERFLOW, LOSS_AT_PARAM, name, (long long)i,
                               "%s[%zu] = %g makes the task's weight overflow", name, i,
@@ -220,7 +220,9 @@ int loss_penalty_eval(const loss_penalty *pen, const double *theta, size_t n,
     double v = lam * (rho * l1 + 0.5 * (1.0 - rho) * l2) * scale;
     if (pen->kind == LOSS_PENALTY_L2) v = 0.5 * lam * l2 * scale;
     if (pen->kind == LOSS_PENALTY_L1) v = lam * l1 * scale;
-    if (!isfinite(v)) {
+    int grad_finite = 1;
+    for (size_t k = 0; grad && k < n; k++) grad_finite &= isfinite(grad[k]) != 0;
+    if (!isfinite(v) || !grad_finite) {
         if (grad) memset(grad, 0, n * sizeof *grad);
         return loss__fail(err, LOSS_EOVERFLOW, LOSS_AT_PARAM, "params", -1,
                           "the %s penalty is not representable",

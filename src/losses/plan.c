@@ -509,7 +509,8 @@ int loss_plan_init(loss_plan *p, const loss_spec *spec, const loss_tensor *input
     if (weights && (rc = check_weight_signs(p, weights, err))) return rc;
 
     p->n_sums = 1 + ops->n_aux;
-    p->sums = calloc(p->n_sums * (p->n_blocks ? p->n_blocks : 1), sizeof *p->sums);
+    /* and a row of what each block could not represent (beyond()) */
+    p->sums = calloc((p->n_sums + 1) * (p->n_blocks ? p->n_blocks : 1), sizeof *p->sums);
     if (!p->sums || denominator(p, p->sums, &p->den)) {
         loss_plan_free(p);
         return loss__fail(err, LOSS_ENOMEM, LOSS_AT_NONE, NULL, -1, "out of memory");
@@ -551,6 +552,27 @@ void loss_plan_scale_gradients(loss_plan *p, double factor)
     p->gscale = p->reduction == LOSS_MEAN ? factor / p->den : factor;
 }
 
+/* What a block's results could not hold, in its row of the plan's sums: */
+enum {
+    BEYOND_GRAD = 1,                            /* + i: input i's double gradient */
+    BEYOND_GRAD_F32 = 1 + LOSS_MAX_INPUTS,      /* + i: its float32 gradient */
+    BEYOND_LOSSES_F32 = 1 + 2 * LOSS_MAX_INPUTS /* the float32 losses */
+};
+
+/* 1 when some x[i] is not finite or is above limit in magnitude (FLT_MAX for
+ * what goes out as float32): a result that its form cannot hold. */
+static int beyond(const double *x, size_t n, double limit)
+{
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) bad |= !(fabs(x[i]) <= limit);
+    return bad;
+}
+
+static void note_beyond(int *bad, int what)
+{
+    if (!*bad) *bad = what;
+}
+
 /* What the parts of a block share. */
 typedef struct parts {
     const loss_plan *p;
@@ -567,7 +589,7 @@ typedef struct parts {
  * gradients wanted as float32 are computed into scratch and narrowed view by
  * view. */
 static void kernel_views(const parts *c, size_t t0, size_t n, const double *w, double *l,
-                         double *const *aux)
+                         double *const *aux, int *bad)
 {
     const loss_plan *p = c->p;
     for (size_t s = 0; s < n; s += c->terms) {
@@ -587,9 +609,10 @@ static void kernel_views(const parts *c, size_t t0, size_t n, const double *w, d
         p->desc->ops->kernel(c->v, 0, m, w + s, l + s, a, g);
         for (size_t i = 0; i < p->desc->n_inputs; i++) {
             size_t e = per_term(p, i);
-            if (!c->grads[i] && c->grads_f32[i])
-                loss_narrow_f32((unsigned char *)c->grads_f32[i] + 4 * (t0 + s) * e, g[i],
-                                m * e);
+            if (c->grads[i] || !c->grads_f32[i]) continue;
+            if (beyond(g[i], m * e, FLT_MAX)) note_beyond(bad, BEYOND_GRAD_F32 + (int)i);
+            loss_narrow_f32((unsigned char *)c->grads_f32[i] + 4 * (t0 + s) * e, g[i],
+                            m * e);
         }
     }
 }
@@ -601,8 +624,10 @@ static void kernel_views(const parts *c, size_t t0, size_t n, const double *w, d
 _Static_assert(PART_TERMS >= LOSS__SUM_LEAF, "a part holds a leaf of loss_sum");
 
 /* Evaluates the terms [t0, t0 + n) (n <= PART_TERMS) and stores the sums of their
- * weighted losses and aux quantities in sums[0], sums[1..n_aux]. */
-LOSS__NOINLINE static void eval_part(const parts *c, size_t t0, size_t n, double *sums)
+ * weighted losses and aux quantities in sums[0], sums[1..n_aux]; notes in *bad
+ * a result its form cannot hold. */
+LOSS__NOINLINE static void eval_part(const parts *c, size_t t0, size_t n, double *sums,
+                                     int *bad)
 {
     const loss_plan *p = c->p;
     const loss_outputs *out = c->out;
@@ -616,9 +641,16 @@ LOSS__NOINLINE static void eval_part(const parts *c, size_t t0, size_t n, double
         wp = w;
     }
     if (c->terms)
-        kernel_views(c, t0, n, wp, lp, aux);
+        kernel_views(c, t0, n, wp, lp, aux, bad);
     else
         p->desc->ops->kernel(p, t0, n, wp, lp, aux, c->grads);
+    /* A loss that is not finite makes the cost so (loss_finish); a gradient may
+     * overflow alone (a large weight, say). */
+    for (size_t i = 0; i < p->desc->n_inputs; i++) {
+        size_t e = per_term(p, i);
+        if (c->grads[i] && beyond(c->grads[i] + t0 * e, n * e, DBL_MAX))
+            note_beyond(bad, BEYOND_GRAD + (int)i);
+    }
     size_t n_aux = p->desc->ops->n_aux;
     if (!p->weights) {
         /* Unweighted: every weight is 1, and 1 * x == x, so the sums are of the
@@ -633,23 +665,25 @@ LOSS__NOINLINE static void eval_part(const parts *c, size_t t0, size_t n, double
             sums[1 + j] = loss_sum(tmp, n);
         }
     }
-    if (c->terms && out->losses_f32 && !out->losses)
+    if (c->terms && out->losses_f32 && !out->losses) {
+        if (beyond(lp, n, FLT_MAX)) note_beyond(bad, BEYOND_LOSSES_F32);
         loss_narrow_f32((unsigned char *)out->losses_f32 + 4 * t0, lp, n);
+    }
 }
 
 /* The sums of the terms [t0, t0 + n) of a block, a run of loss_sum's tree over
  * the block: split as loss_sum splits down to parts of PART_TERMS terms or
  * fewer, so the sums are the bits of loss_sum over the whole block's terms. */
-static void sum_parts(const parts *c, size_t t0, size_t n, double *sums)
+static void sum_parts(const parts *c, size_t t0, size_t n, double *sums, int *bad)
 {
     if (n <= PART_TERMS) {
-        eval_part(c, t0, n, sums);
+        eval_part(c, t0, n, sums, bad);
         return;
     }
     size_t half = loss__sum_half(n);
     double right[1 + LOSS_MAX_AUX];
-    sum_parts(c, t0, half, sums);
-    sum_parts(c, t0 + half, n - half, right);
+    sum_parts(c, t0, half, sums, bad);
+    sum_parts(c, t0 + half, n - half, right, bad);
     for (size_t j = 0; j <= c->p->desc->ops->n_aux; j++) sums[j] += right[j];
 }
 
@@ -676,8 +710,10 @@ int loss_eval_blocks(loss_plan *p, size_t b0, size_t b1, const loss_outputs *out
         size_t t0 = b * p->block, n = p->n_terms - t0;
         if (n > p->block) n = p->block;
         double sums[1 + LOSS_MAX_AUX];
-        sum_parts(&c, t0, n, sums);
+        int bad = 0;
+        sum_parts(&c, t0, n, sums, &bad);
         for (size_t j = 0; j < p->n_sums; j++) p->sums[j * nb + b] = sums[j];
+        p->sums[p->n_sums * nb + b] = bad;
     }
     free(c.scratch);
     return 0;
@@ -715,6 +751,24 @@ int loss_finish(const loss_plan *p, loss_result *r, loss_error *err)
                           "the cost is not representable as a double (%g): the inputs "
                           "are too large for this loss",
                           c);
+    }
+    for (size_t b = 0; b < nb; b++) {
+        int bad = (int)p->sums[p->n_sums * nb + b];
+        if (!bad) continue;
+        memset(r, 0, sizeof *r);
+        if (bad == BEYOND_LOSSES_F32)
+            return loss__fail(err, LOSS_EOVERFLOW, LOSS_AT_NONE, NULL, -1,
+                              "a loss is beyond the range of float32, the losses' dtype "
+                              "(the inputs are too large for it)");
+        int f32 = bad >= BEYOND_GRAD_F32;
+        const char *name =
+            p->desc->inputs[bad - (f32 ? BEYOND_GRAD_F32 : BEYOND_GRAD)].name;
+        return loss__fail(err, LOSS_EOVERFLOW, LOSS_AT_NONE, NULL, -1,
+                          "the gradient of %s is %s (the inputs or weights are too large "
+                          "for this loss)",
+                          name,
+                          f32 ? "beyond the range of float32, its dtype"
+                              : "not representable as a double");
     }
     return 0;
 }

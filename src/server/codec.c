@@ -867,7 +867,7 @@ static int decode_loss(srv_job *j, const json_t *root)
 
 static int weighting(srv_job *j, const json_t *w)
 {
-    char p[PTR_MAX] = "/weighting";
+    char p[PTR_MAX] = ""; /* the data term as a whole */
     j->scheme = LOSS_WEIGHTING_FIXED;
     if (!w) return 0;
     j->weighting_given = 1;
@@ -974,6 +974,20 @@ core:
     return -1;
 }
 
+void srv_weighting_error(srv_job *j, const loss_error *e)
+{
+    if (e->code == LOSS_ENOMEM) {
+        fail(j, 500, "internal_error", "", "out of memory");
+        return;
+    }
+    char p[PTR_MAX] = ""; /* the data term as a whole */
+    if (e->index >= 0 && j->scheme == LOSS_WEIGHTING_FIXED)
+        snprintf(p, sizeof p, "/tasks/%lld/weight", e->index);
+    else if (e->index >= 0)
+        snprintf(p, sizeof p, "/weighting/%s/%lld", e->name, e->index);
+    fail(j, 422, loss_status_code(e->code), p, "%s", e->message);
+}
+
 void srv_penalty_error(srv_job *j, const srv_penalty *pen, size_t k, const loss_error *e)
 {
     char p[PTR_MAX];
@@ -1044,14 +1058,8 @@ static int decode_objective(srv_job *j, const json_t *root)
     loss_weighting_out wo = {0};
     loss_error e;
     if (loss_weighting_eval(j->scheme, j->n_tasks, zero, param, &wo, &e)) {
-        if (e.code == LOSS_ENOMEM)
-            return fail(j, 500, "internal_error", "", "out of memory");
-        char p[PTR_MAX];
-        if (j->scheme == LOSS_WEIGHTING_FIXED)
-            snprintf(p, sizeof p, "/tasks/%lld/weight", e.index);
-        else
-            snprintf(p, sizeof p, "/weighting/%s/%lld", e.name, e.index);
-        return fail(j, 422, loss_status_code(e.code), p, "%s", e.message);
+        srv_weighting_error(j, &e);
+        return -1;
     }
     const json_t *regs = json_object_get(root, "regularization");
     if (regs && !json_is_array(regs))

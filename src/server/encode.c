@@ -6,6 +6,8 @@
  * iovec without being copied together. */
 #include "srv.h"
 
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 typedef struct writer {
     srv_buf *b;
     int err;
+    int beyond;     /* a number its form cannot hold (not finite, or past float32) */
     srv_job *defer; /* NULL: format everything inline */
 } writer;
 
@@ -45,6 +48,7 @@ static void num(writer *w, double v)
         w->err = 1;
         return;
     }
+    w->beyond |= !isfinite(v);
     w->b->len += srv_fmt_double(w->b->data + w->b->len, v);
     w->b->data[w->b->len] = '\0';
 }
@@ -66,11 +70,15 @@ static void numbers(writer *w, const double *v, size_t n, int dtype)
         return;
     }
     char *p = w->b->data + w->b->len;
+    double limit = dtype == SRV_DTYPE_FLOAT32 ? FLT_MAX : DBL_MAX;
+    int bad = 0;
     for (size_t i = 0; i < n; i++) {
         if (i) *p++ = ',';
+        bad |= !(fabs(v[i]) <= limit);
         p += dtype == SRV_DTYPE_FLOAT32 ? srv_fmt_float(p, (float)v[i])
                                         : srv_fmt_double(p, v[i]);
     }
+    w->beyond |= bad;
     *p = '\0';
     w->b->len = (size_t)(p - w->b->data);
 }
@@ -223,6 +231,9 @@ static void result(writer *w, const double *v, const void *f32, size_t rank,
     }
     j->bparts[j->n_bparts++] =
         (srv_bpart){v, f32, n, is_f32 ? SRV_DTYPE_FLOAT32 : SRV_DTYPE_FLOAT64, NULL, 0};
+    /* narrowed later (binary_bytes): what float32 cannot hold is found now */
+    for (size_t i = 0; is_f32 && !f32 && v && i < n; i++)
+        w->beyond |= !(fabs(v[i]) <= FLT_MAX);
 }
 
 static srv_form out_form(srv_form in)
@@ -457,7 +468,7 @@ static void chunks_in_body(srv_job *j)
 
 int srv_encode_response(srv_job *j)
 {
-    writer w = {&j->out, 0, j};
+    writer w = {&j->out, 0, 0, j};
     /* Room for the longest numbers, reserved once: what is not written of it
      * costs no memory (mem.c), and a buffer that grew would not be reused. */
     size_t room = numbers_out(j) * (SRV_DOUBLE_MAX + 2) + 1024;
@@ -468,6 +479,7 @@ int srv_encode_response(srv_job *j)
     else
         objective_response(&w, j);
     if (w.err) return -1;
+    if (w.beyond) return 1;
     /* The chunks: about PART_NUMBERS numbers each, whole units. */
     for (size_t k = 0; k < j->n_parts; k++) {
         const srv_part *pt = &j->parts[k];
@@ -497,13 +509,13 @@ void srv_encode_chunks(srv_job *j, size_t c0, size_t c1)
     for (size_t c = c0; c < c1 && c < j->n_echunks; c++) {
         srv_echunk *ch = &j->echunks[c];
         const srv_part *pt = &j->parts[ch->part];
-        writer w = {&ch->text, 0, NULL};
+        writer w = {&ch->text, 0, 0, NULL};
         /* Unless it has a slice of the body: the longest the chunk can be, at
          * once.  Room not written costs no memory (mem.c), and a buffer that
          * grew would not be reused for the next request's chunk. */
         if (!ch->text.fixed) srv_buf_reserve(&ch->text, chunk_bound(pt, ch));
         part_units(&w, pt, ch->u0, ch->u1);
-        ch->failed = w.err;
+        ch->failed = w.err ? 1 : w.beyond ? 2 : 0;
         if (!ch->failed && j->gzip_min &&
             !j->binary_out) { /* deflated here, in parallel */
             ch->crc = crc32(crc32(0L, Z_NULL, 0), (const unsigned char *)ch->text.data,

@@ -3,6 +3,7 @@
  * runs them in a row on one thread: the same code path, the same bits. */
 #include "srv.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -118,9 +119,7 @@ static int finish_objective(srv_job *j)
     loss_weighting_out wo = {j->eff, j->contrib, j->grad_s, j->opt_s2, 0};
     loss_error e;
     if (loss_weighting_eval(j->scheme, n, cost, param, &wo, &e)) {
-        srv_error_set(&j->err, 422, loss_status_code(e.code), "/weighting", "%s",
-                      e.message);
-        j->failed = 1;
+        srv_weighting_error(j, &e);
         goto out;
     }
     j->data_term = wo.data_term;
@@ -139,6 +138,13 @@ static int finish_objective(srv_job *j)
             goto out;
         }
         j->reg_total += p->value; /* few terms, fixed order */
+    }
+    if (!isfinite(j->reg_total) || !isfinite(j->data_term + j->reg_total)) {
+        srv_error_set(&j->err, 422, "result_not_finite", "",
+                      "the %s is not representable as a double",
+                      isfinite(j->reg_total) ? "objective" : "regularization total");
+        j->failed = 1;
+        goto out;
     }
     rc = 0;
 out:
@@ -170,6 +176,15 @@ static void release_work(srv_job *j)
     srv_codec_free(j);
 }
 
+/* A result that its form cannot hold: the core checks costs and gradients in
+ * double; what goes out as float32 is checked as it is written (encode.c). */
+static void unrepresentable(srv_job *j)
+{
+    srv_error_set(&j->err, 422, "result_not_finite", "",
+                  "a result is not representable in its dtype (a double, or float32 up "
+                  "to 3.4e38 for float32 tensors): the inputs are too large for it");
+}
+
 size_t srv_job_prepare(srv_job *j)
 {
     uint64_t t0 = srv_now_ns();
@@ -181,9 +196,13 @@ size_t srv_job_prepare(srv_job *j)
         }
     }
     if (!j->failed && j->ep == SRV_EP_OBJECTIVE) finish_objective(j);
-    if (!j->failed && srv_encode_response(j)) {
-        srv_error_set(&j->err, 500, "internal_error", "",
-                      "out of memory encoding the response");
+    int rc = j->failed ? 0 : srv_encode_response(j);
+    if (rc) {
+        if (rc > 0)
+            unrepresentable(j);
+        else
+            srv_error_set(&j->err, 500, "internal_error", "",
+                          "out of memory encoding the response");
         j->failed = 1;
     }
     if (j->failed) j->n_echunks = 0;
@@ -287,8 +306,11 @@ void srv_job_complete(srv_job *j)
     uint64_t t0 = srv_now_ns();
     for (size_t c = 0; c < j->n_echunks && !j->failed; c++)
         if (j->echunks[c].failed) {
-            srv_error_set(&j->err, 500, "internal_error", "",
-                          "out of memory encoding the response");
+            if (j->echunks[c].failed == 2)
+                unrepresentable(j);
+            else
+                srv_error_set(&j->err, 500, "internal_error", "",
+                              "out of memory encoding the response");
             j->failed = 1;
         }
     /* Binary outputs become blocks of their own before the arrays are freed. */

@@ -409,6 +409,7 @@ size_t srv_fmt_double(char *buf, double v)
 {
     char digits[32];
     int x = 0;
+    if (!isfinite(v)) return (size_t)(stpcpy(buf, "null") - buf);
     if (v == 0) return layout(buf, signbit(v) != 0, "0", 1, 0);
     int n = grisu2(fabs(v), digits, &x);
     return layout(buf, v < 0, digits, n, x);
@@ -418,6 +419,7 @@ size_t srv_fmt_float(char *buf, float v)
 {
     char digits[32];
     int x = 0;
+    if (!isfinite(v)) return (size_t)(stpcpy(buf, "null") - buf);
     if (v == 0) return layout(buf, signbit(v) != 0, "0", 1, 0);
     int n = float_digits(fabsf(v), digits, &x);
     return layout(buf, v < 0, digits, n, x);

@@ -78,7 +78,9 @@ int srv_is_8digits(const char *p);
 
 /* Writes the shortest decimal text that reads back as exactly v, JSON syntax,
  * integral values with ".0" (as Python's repr: 0.1, 1e+20, 2.0, -0.0, 1e-07).
- * v must be finite.  Returns the length written to buf (no NUL). */
+ * v should be finite (callers check: see encode.c); infinity and NaN, which JSON
+ * cannot write, come out as null, never as a wrong number.  Returns the length
+ * written to buf (no NUL). */
 size_t srv_fmt_double(char *buf, double v);
 /* The same for a float32 value (the shortest text that reads back as that float). */
 size_t srv_fmt_float(char *buf, float v);
@@ -262,7 +264,7 @@ typedef struct srv_echunk {
     srv_buf text;
     srv_buf zip; /* text deflated, when the response is gzipped */
     unsigned long crc;
-    int failed;
+    int failed; /* 1 out of memory, 2 a number its form cannot hold */
 } srv_echunk;
 
 /* The response body as pieces to send in order (an iovec). */
@@ -373,7 +375,10 @@ void srv_job_free(srv_job *j);
 
 /* codec internals shared with encode.c */
 int srv_codec_decode(srv_job *j); /* after the scan and the chunks */
+/* 0, -1 out of memory, or 1: a result its form cannot hold (not finite, or past
+ * float32's range for a float32 form). */
 int srv_encode_response(srv_job *j);
+/* Each chunk's failed: 1 out of memory, 2 a result its form cannot hold. */
 void srv_encode_chunks(srv_job *j, size_t c0, size_t c1);
 /* Turns a core error of task t into j->err (status 422 unless the core says
  * otherwise) with the JSON Pointer of the offending element. */
@@ -381,6 +386,9 @@ void srv_core_error(srv_job *j, const srv_task *t, const loss_error *e);
 
 /* A penalty's evaluation error (non-finite params, overflow) as j->err. */
 void srv_penalty_error(srv_job *j, const srv_penalty *pen, size_t k, const loss_error *e);
+/* Turns an error of loss_weighting_eval into j->err, at /tasks/I/weight or
+ * /weighting/log_sigma/I (or log_variance). */
+void srv_weighting_error(srv_job *j, const loss_error *e);
 /* Frees what the codec owns (decoded arrays, the DOM, the scan). */
 void srv_codec_free(srv_job *j);
 

@@ -228,6 +228,19 @@ CASES = [
     ("zero_total_weight", L, mse(weights=[0.0, 0.0, 0.0]), 422, "zero_total_weight", "/weights"),
     ("result_not_finite", L, {"loss": "mse", "inputs": {"predictions": [1e200, 1.0], "targets": [-1e200, 1.0]}},
      422, "result_not_finite", None),
+    # a finite cost (8.5e307) with a gradient past the doubles (3.4e308)
+    ("gradient_not_finite", L, {"loss": "mse", "reduction": "sum", "inputs": {"predictions": [1.0], "targets": [0.0]},
+                                "weights": [1.7e308]},
+     422, "result_not_finite", ""),
+    # float32 losses of 4e40: a double cost, but losses in the predictions' dtype
+    ("float32_losses_beyond_range", L, {"loss": "mse", "outputs": ["cost", "losses"],
+                                        "inputs": {"predictions": {"shape": [2], "data": [1e20, 1.0], "dtype": "float32"},
+                                                   "targets": [-1e20, 0.0]}},
+     422, "result_not_finite", ""),
+    ("float32_gradients_beyond_range", L, {"loss": "mse", "reduction": "sum",
+                                           "inputs": {"predictions": {"shape": [1], "data": [1e10], "dtype": "float32"},
+                                                      "targets": [0.0]}, "weights": [1e30]},
+     422, "result_not_finite", ""),
     # 422: objectives
     ("tasks_missing", O, {"weighting": {"scheme": "fixed"}}, 422, "missing_field", "/tasks"),
     ("tasks_empty", O, {"tasks": []}, 422, "invalid_field", "/tasks"),
@@ -255,6 +268,14 @@ CASES = [
      422, "invalid_tensor", "/weighting/log_sigma/1"),
     ("log_sigma_overflow", O, {"tasks": [task("a"), task("b")], "weighting": {"scheme": "uncertainty", "log_sigma": [0.0, -1e300]}},
      422, "result_not_finite", "/weighting/log_sigma/1"),
+    # a finite contribution whose gradient -2 eff L + 1 is not
+    ("log_sigma_gradient_overflow", O, {"tasks": [task("a", inputs={"predictions": [1.3e154], "targets": [0.0]})],
+                                        "weighting": {"scheme": "uncertainty", "log_sigma": [-0.1]}},
+     422, "result_not_finite", "/weighting/log_sigma/0"),
+    ("data_term_overflow", O, {"tasks": [task("a", weight=1.5e308, inputs={"predictions": [1.0], "targets": [0.0]}),
+                                         task("b", weight=1e308, inputs={"predictions": [1.0], "targets": [0.0]})],
+                               "outputs": ["objective"]},
+     422, "result_not_finite", ""),
     ("fixed_with_log_sigma", O, {"tasks": [task("a")], "weighting": {"scheme": "fixed", "log_sigma": [0.0]}},
      422, "conflicting_parameters", "/weighting/log_sigma"),
     ("scheme_unknown", O, {"tasks": [task("a")], "weighting": {"scheme": "x"}}, 422, "invalid_field", "/weighting/scheme"),
@@ -277,6 +298,9 @@ CASES = [
     ("penalty_overflow", O, {"tasks": [task("a")], "regularization": [{"kind": "l2", "lambda": 1.0, "params": [1.0]},
                                                                      {"kind": "l2", "lambda": 1.0, "params": [1.0, 2.0, 1e300]}]},
      422, "result_not_finite", None),
+    ("penalties_total_overflow", O, {"tasks": [task("a")], "regularization": [
+        {"kind": "l2", "lambda": 2.0, "params": [1.3e154]}, {"kind": "l2", "lambda": 2.0, "params": [1.3e154]}]},
+     422, "result_not_finite", ""),
     ("regularization_not_array", O, {"tasks": [task("a")], "regularization": {"kind": "l2"}},
      422, "invalid_field", "/regularization"),
 ]

@@ -172,6 +172,23 @@ def test_binary_without_header_and_nonfinite(srv):
     assert "element 1 " in err["message"] and str(2 ** 53 + 1) in err["message"], err
 
 
+@pytest.mark.parametrize("outputs", [["gradients"], ["losses"]])
+def test_binary_float32_results_beyond_float32(srv, outputs):
+    """Binary float32 results are narrowed by the core, part by part: one past
+    float32's range (gradient 2e40, loss 1e40 from a 1e20 residual) is 422
+    result_not_finite, not an infinity in the bytes."""
+    header = {"loss": "mse", "reduction": "sum", "outputs": outputs, "binary_outputs": True,
+              "inputs": {"predictions": tensor([3], "float32"), "targets": tensor([3], "float32")}}
+    if outputs == ["gradients"]:
+        header["weights"] = [1e30, 1.0, 1.0]
+        p = np.array([1e10, 1.0, 2.0], np.float32)
+    else:
+        p = np.array([1e20, 1.0, 2.0], np.float32)
+    r = post_binary(srv, header, [p, np.zeros(3, np.float32)])
+    assert r.status_code == 422, r.text[:300]
+    assert r.json()["error"]["code"] == "result_not_finite", r.text
+
+
 def _binary_tensors(arrays, as64):
     """Tensor objects and their arrays; float32 arrays widened to float64 when as64."""
     heads, data = {}, []

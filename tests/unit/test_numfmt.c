@@ -233,6 +233,19 @@ static void format(rng *r)
         float back = strtof(buf, NULL);
         CHECK(memcmp(&back, &f, sizeof f) == 0, "float %a printed as %s", (double)f, buf);
     }
+    /* JSON has no infinity or NaN: null, never a number (a float32 infinity once
+     * read past its own text and printed 0.0). */
+    const double nonfinite[] = {INFINITY, -INFINITY, NAN};
+    for (size_t i = 0; i < 3; i++) {
+        memset(buf, 'x', sizeof buf);
+        size_t n = srv_fmt_double(buf, nonfinite[i]);
+        buf[n] = '\0';
+        CHECK(!strcmp(buf, "null"), "double %g printed as %s", nonfinite[i], buf);
+        memset(buf, 'x', sizeof buf);
+        n = srv_fmt_float(buf, (float)nonfinite[i]);
+        buf[n] = '\0';
+        CHECK(!strcmp(buf, "null"), "float %g printed as %s", nonfinite[i], buf);
+    }
 }
 
 int main(void)
