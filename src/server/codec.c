@@ -265,11 +265,50 @@ static int binary_data(srv_job *j, srv_binref *b, size_t n, int dtype, double **
     return 0;
 }
 
+/* j->index, a jansson object (a hash table): "b" + a binary tensor's path ->
+ * its index in bins, "t" + a task's name -> its index in tasks.  Looked up once
+ * per tensor or task, so that a request of many costs linear time. */
+static json_t *job_index(srv_job *j)
+{
+    if (!j->index) j->index = json_object();
+    return j->index;
+}
+
+/* Records key (prefixed) -> i; 1 when it was there already (*was: its index),
+ * -1 out of memory. */
+static int index_add(srv_job *j, char prefix, const char *key, size_t i, size_t *was)
+{
+    json_t *ix = job_index(j);
+    size_t n = strlen(key);
+    char *k = malloc(n + 2);
+    if (!ix || !k) {
+        free(k);
+        return -1;
+    }
+    k[0] = prefix;
+    memcpy(k + 1, key, n + 1);
+    const json_t *old = json_object_get(ix, k);
+    int rc = 0;
+    if (old) {
+        *was = (size_t)json_integer_value(old);
+        rc = 1;
+    } else if (json_object_set_new(ix, k, json_integer((json_int_t)i))) {
+        rc = -1;
+    }
+    free(k);
+    return rc;
+}
+
 static srv_binref *find_binary(srv_job *j, const char *path)
 {
-    for (size_t k = 0; k < j->n_bins; k++)
-        if (!strcmp(j->bins[k].path, path)) return &j->bins[k];
-    return NULL;
+    size_t n = strlen(path);
+    char *k = j->index ? malloc(n + 2) : NULL;
+    if (!k) return NULL;
+    k[0] = 'b';
+    memcpy(k + 1, path, n + 1);
+    const json_t *v = json_object_get(j->index, k);
+    free(k);
+    return v ? &j->bins[json_integer_value(v)] : NULL;
 }
 
 /* keep_f32: binary float32 data stays as it is in the body (a loss input: the
@@ -494,6 +533,9 @@ static int binary_section(srv_job *j, const json_t *root)
                 "%s: the tensors so far need %zu bytes after the JSON but only %zu "
                 "follow it",
                 p, offset + size, bin_len);
+        size_t was;
+        int rc = index_add(j, 'b', path, j->n_bins, &was);
+        if (rc < 0) return fail(j, 500, "internal_error", "", "out of memory");
         j->bins[j->n_bins++] = (srv_binref){path, offset, size, 0};
         offset += size;
     }
@@ -999,6 +1041,12 @@ void srv_penalty_error(srv_job *j, const srv_penalty *pen, size_t k, const loss_
     j->failed = 1;
 }
 
+/* Tasks and penalties of one objective, at most: each takes a few KB of
+ * bookkeeping (plan, DOM, names) whatever its size, so 64 MiB of tiny tasks
+ * would take some 4 GB. */
+#define MAX_TASKS     10000
+#define MAX_PENALTIES 10000
+
 static int decode_objective(srv_job *j, const json_t *root)
 {
     static const char *const names[] = {"objective", "gradients", "losses", NULL};
@@ -1012,6 +1060,10 @@ static int decode_objective(srv_job *j, const json_t *root)
     if (!json_is_array(tasks) || json_array_size(tasks) == 0)
         return fail(j, 422, "invalid_field", "/tasks",
                     "/tasks must be a non-empty array of tasks");
+    if (json_array_size(tasks) > MAX_TASKS)
+        return fail(j, 413, "too_many_elements", "/tasks",
+                    "/tasks has %zu tasks, more than %d", json_array_size(tasks),
+                    MAX_TASKS);
     j->n_tasks = json_array_size(tasks);
     j->tasks = calloc(j->n_tasks, sizeof *j->tasks);
     if (!j->tasks) return fail(j, 500, "internal_error", "", "out of memory");
@@ -1032,10 +1084,12 @@ static int decode_objective(srv_job *j, const json_t *root)
         if (!json_is_string(name))
             return fail(j, 422, "invalid_field", p, "%s must be a string", p);
         t->name = json_string_value(name);
-        for (size_t k = 0; k < i; k++)
-            if (!strcmp(j->tasks[k].name, t->name))
-                return fail(j, 422, "duplicate_task_name", p,
-                            "%s: another task is already named \"%s\"", p, t->name);
+        size_t was;
+        int rc = index_add(j, 't', t->name, i, &was);
+        if (rc < 0) return fail(j, 500, "internal_error", "", "out of memory");
+        if (rc > 0)
+            return fail(j, 422, "duplicate_task_name", p,
+                        "%s: /tasks/%zu is already named \"%s\"", p, was, t->name);
         const json_t *w = json_object_get(obj, "weight");
         t->weight = 1.0;
         if (w) {
@@ -1065,6 +1119,10 @@ static int decode_objective(srv_job *j, const json_t *root)
     if (regs && !json_is_array(regs))
         return fail(j, 422, "invalid_field", "/regularization",
                     "/regularization must be an array of penalties");
+    if (regs && json_array_size(regs) > MAX_PENALTIES)
+        return fail(j, 413, "too_many_elements", "/regularization",
+                    "/regularization has %zu penalties, more than %d",
+                    json_array_size(regs), MAX_PENALTIES);
     j->n_pens = regs ? json_array_size(regs) : 0;
     j->pens = calloc(j->n_pens ? j->n_pens : 1, sizeof *j->pens);
     if (!j->pens) return fail(j, 500, "internal_error", "", "out of memory");
@@ -1133,5 +1191,7 @@ void srv_codec_free(srv_job *j)
     j->n_owned = j->cap_owned = 0;
     if (j->root) json_decref((json_t *)j->root);
     j->root = NULL;
+    if (j->index) json_decref((json_t *)j->index);
+    j->index = NULL;
     srv_scan_free(&j->scan);
 }

@@ -27,6 +27,11 @@
 /* Arrays with more numbers are parsed in chunks of about this many. */
 #define CHUNK_NUMBERS 65536
 
+/* Values left to jansson (outside lifted arrays), at most: each becomes a json_t
+ * of 40 bytes or more, and a valid request has few of them (an objective of
+ * 10,000 tasks some 150,000); 8 MB of a ragged array would take 200 MB. */
+#define MAX_DOM_VALUES 1000000
+
 typedef struct frame {
     char type;       /* '{' or '[' */
     size_t index;    /* arrays: index of the current element */
@@ -40,6 +45,7 @@ typedef struct scanner {
     int depth;
     srv_scan *scan;
     srv_error *err;
+    size_t dom_values; /* values outside lifted arrays so far */
 } scanner;
 
 static int is_ws(char c)
@@ -472,6 +478,15 @@ static int walk(scanner *s)
             continue;
         }
         /* VALUE */
+        if (++s->dom_values > MAX_DOM_VALUES) { /* a lifted array counts once */
+            char ptr[256];
+            current_path(s, ptr, sizeof ptr);
+            srv_error_set(err, 413, "too_many_elements", ptr,
+                          "the request has more than %d JSON values outside arrays of "
+                          "numbers (a ragged array, say)",
+                          MAX_DOM_VALUES);
+            return -1;
+        }
         if (c == '{' || c == '[') {
             /* Lift arrays that are object values: an array inside an array that
              * failed to lift is part of that failure, and a top-level array is

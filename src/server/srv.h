@@ -306,7 +306,8 @@ typedef struct srv_job {
     size_t n_bins;
     size_t max_elements;
     srv_scan scan;
-    void *root; /* json_t *, owned */
+    void *root;  /* json_t *, owned */
+    void *index; /* json_t * object, owned: bins by path, task names (codec.c) */
     unsigned outputs;
     srv_task *tasks; /* owned */
     size_t n_tasks;

@@ -587,6 +587,38 @@ def test_413_chunked_over_limit(start_lossd):
     srv.alive_and_exact()
 
 
+def test_413_values_outside_numeric_arrays(lossd):
+    """Values that are not in a rectangular array of numbers become one jansson
+    value each (40 bytes and more): past 1,000,000 of them (some 2 MB of body that
+    would take 50 MB and more) the request is 413 before jansson parses it."""
+    ragged = "[[0]," + ",".join(["0"] * 1000001) + "]"
+    r = lossd.post("/v1/loss", '{"loss":"mse","inputs":{"predictions":' + ragged + ',"targets":[0]}}')
+    check_error(r, 413, "too_many_elements")
+    assert r.json()["error"]["path"].startswith("/inputs/predictions/"), r.text
+    r = lossd.post("/v1/loss", "[" + ",".join(["0"] * 1000001) + "]")
+    check_error(r, 413, "too_many_elements")
+    # just under: the ragged array's own error
+    ragged = "[[0]," + ",".join(["0"] * 999990) + "]"
+    r = lossd.post("/v1/loss", '{"loss":"mse","inputs":{"predictions":' + ragged + ',"targets":[0]}}')
+    check_error(r, 422, "invalid_tensor")
+    lossd.alive_and_exact()
+
+
+def test_413_too_many_tasks_or_penalties(lossd):
+    """An objective has at most 10,000 tasks and 10,000 penalties: each takes a
+    few KB of bookkeeping however small it is."""
+    tiny = {"loss": "mse", "inputs": {"predictions": [1.0], "targets": [0.0]}}
+    tasks = [dict(tiny, name=f"t{i}") for i in range(10000)]
+    r = lossd.objective({"tasks": tasks, "outputs": ["objective"]})
+    assert r.status_code == 200 and r.json()["data_term"] == 10000.0, r.text[:300]
+    r = lossd.objective({"tasks": tasks + [dict(tiny, name="one more")], "outputs": ["objective"]})
+    check_error(r, 413, "too_many_elements", "/tasks")
+    pen = {"kind": "l2", "lambda": 1.0, "params": [1.0]}
+    r = lossd.objective({"tasks": tasks[:1], "regularization": [pen] * 10001})
+    check_error(r, 413, "too_many_elements", "/regularization")
+    lossd.alive_and_exact()
+
+
 def test_413_too_many_elements(start_lossd):
     srv = start_lossd("--max-elements", "10")
     r = srv.loss({"loss": "mse", "inputs": {"predictions": [1.0] * 5, "targets": [1.0] * 5}})
