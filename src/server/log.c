@@ -34,6 +34,21 @@ static void emit(srv_buf *b)
 
 static const char *const level_names[] = {"error", "warn", "info"};
 
+/* s into a text line: control characters, DEL and the backslash as \xHH (and
+ * spaces too when spaces), so that what a client sent (a path with %0A in it,
+ * an escape sequence) can neither end the line nor forge another, nor split a
+ * field of the access log. */
+static void put_escaped(srv_buf *b, const char *s, int spaces)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f || c == '\\' || (spaces && c == ' '))
+            srv_buf_printf(b, "\\x%02x", c);
+        else
+            srv_buf_append(b, s, 1);
+    }
+}
+
 void srv_log(int level, const char *fmt, ...)
 {
     char msg[1024], ts[40];
@@ -49,7 +64,9 @@ void srv_log(int level, const char *fmt, ...)
         srv_json_string(&b, msg, strlen(msg));
         srv_buf_puts(&b, "}\n");
     } else {
-        srv_buf_printf(&b, "%s lossd %s: %s\n", ts, level_names[level], msg);
+        srv_buf_printf(&b, "%s lossd %s: ", ts, level_names[level]);
+        put_escaped(&b, msg, 0);
+        srv_buf_puts(&b, "\n");
     }
     emit(&b);
     srv_buf_free(&b);
@@ -74,8 +91,13 @@ void srv_log_access(const char *method, const char *path, int status, size_t in,
         srv_json_string(&b, request_id, strlen(request_id));
         srv_buf_puts(&b, "}\n");
     } else {
-        srv_buf_printf(&b, "%s lossd info: %s %s %d in=%zu out=%zu %.3fms id=%s\n", ts,
-                       method, path, status, in, out, ms, request_id);
+        srv_buf_printf(&b, "%s lossd info: ", ts);
+        put_escaped(&b, method, 1);
+        srv_buf_puts(&b, " ");
+        put_escaped(&b, path, 1);
+        srv_buf_printf(&b, " %d in=%zu out=%zu %.3fms id=", status, in, out, ms);
+        put_escaped(&b, request_id, 1);
+        srv_buf_puts(&b, "\n");
     }
     emit(&b);
     srv_buf_free(&b);

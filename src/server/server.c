@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -43,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -72,6 +74,7 @@ typedef struct client {
     uint64_t since; /* start of the connection or end of its last request */
     size_t body;    /* Content-Length of the request being received */
     int busy;       /* a request is complete and being answered */
+    int receiving;  /* an admitted POST's body is arriving */
     int counted;    /* counts in the server's connection counts (addr below) */
     struct sockaddr_storage addr;
 } client;
@@ -848,7 +851,10 @@ static int submit(request *r)
     r->has_job = 1;
     r->running = 1;
     io->running++;
-    if (r->cl) r->cl->busy = 1;
+    if (r->cl) {
+        r->cl->busy = 1;
+        r->cl->receiving = 0;
+    }
     MHD_suspend_connection(r->conn);
     /* Small bodies are queued after this MHD_run, with their neighbours, for the
      * loop's compute thread; a compressed one is not known to be small (16 KiB of
@@ -948,6 +954,7 @@ static enum MHD_Result admit_post(request *r)
     }
     r->body.max = (size_t)max;
     r->counted = 1;
+    if (r->cl) r->cl->receiving = 1;
     return MHD_YES;
 }
 
@@ -1004,7 +1011,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     ioloop *io = cls;
     server *s = io->s;
     request *r = *con_cls;
-    (void)version;
     if (!r) {
         r = calloc(1, sizeof *r);
         if (!r) return MHD_NO;
@@ -1033,6 +1039,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             r->has_body = 1;
             return fail(r, 400, "invalid_request", NULL, NULL,
                         "%s: where the body ends is ambiguous", doubt);
+        }
+        if (!strcmp(version, MHD_HTTP_VERSION_1_1) &&
+            !MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST)) {
+            r->has_body = 1;
+            return fail(r, 400, "invalid_request", NULL, NULL,
+                        "an HTTP/1.1 request needs a Host header (RFC 9112 3.2)");
         }
         if (!r->has_body) return MHD_YES;
         return headers(r);
@@ -1078,7 +1090,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)toe;
     if (!r) return;
     if (r->cl) {
-        r->cl->busy = 0;
+        r->cl->busy = r->cl->receiving = 0;
         r->cl->body = 0;
         r->cl->since = srv_now_ns();
     }
@@ -1199,11 +1211,26 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
     }
 }
 
+/* The peer of fd has closed its side and everything it sent has been read:
+ * nothing more can arrive (checked only while a body is arriving: a client may
+ * close its side once its request is sent, and wait for the answer).  libmicrohttpd
+ * 0.9.75 can miss that end of stream (edge-triggered epoll: a short read is taken for "no
+ * more to read", and the end came with the data), and would wait --connection-timeout for
+ * the rest of a body that will never come, holding the request's admission. */
+static int peer_gone(MHD_socket fd)
+{
+    struct pollfd pf = {fd, POLLRDHUP, 0};
+    int unread = 0;
+    return poll(&pf, 1, 0) == 1 && (pf.revents & (POLLRDHUP | POLLHUP | POLLERR)) &&
+           ioctl(fd, FIONREAD, &unread) == 0 && unread == 0;
+}
+
 /* Once a second: a request must arrive within twice --connection-timeout of
  * the connection's start (or its previous request's end), plus a second per
  * 64 KiB of body; a slower client is disconnected (its socket shut down, which
- * MHD then closes).  Connections whose request is being answered are left
- * alone, suspended ones above all. */
+ * MHD then closes).  So is one whose peer is gone in the middle of a body
+ * (peer_gone).  Connections whose request is being answered are left alone,
+ * suspended ones above all. */
 static void on_sweep(uv_timer_t *t)
 {
     ioloop *io = t->data;
@@ -1212,7 +1239,7 @@ static void on_sweep(uv_timer_t *t)
     for (client *k = io->clients.next; k != &io->clients; k = k->next) {
         if (k->busy || k->fd == MHD_INVALID_SOCKET) continue;
         uint64_t allowed = limit_ns + (uint64_t)(k->body / 65536) * 1000000000ULL;
-        if (now - k->since > allowed) {
+        if (now - k->since > allowed || (k->receiving && peer_gone(k->fd))) {
             shutdown(k->fd, SHUT_RDWR);
             k->fd = MHD_INVALID_SOCKET; /* once */
         }

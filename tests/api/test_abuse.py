@@ -201,6 +201,19 @@ def test_absolute_form_targets(srv):
     assert resp is not None and resp.status == 404, raw[:300]
 
 
+def test_http11_needs_host(srv):
+    """RFC 9112 3.2: an HTTP/1.1 request without Host is a 400 (and the connection
+    closes); HTTP/1.0 needs none."""
+    raw = exchange(srv, b"GET /healthz HTTP/1.1\r\n\r\n")
+    resp = parse_response(raw)
+    assert resp is not None and resp.status == 400, raw[:300]
+    check_error_body(resp.json(), "invalid_request")
+    assert b"Host" in resp.body
+    raw = exchange(srv, b"GET /healthz HTTP/1.0\r\n\r\n")
+    resp = parse_response(raw)
+    assert resp is not None and resp.status == 200, raw[:300]
+
+
 SMUGGLED = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
@@ -258,6 +271,22 @@ def test_disconnect_mid_body(srv):
             time.sleep(0.05)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
     wait_inflight_zero(srv, 5 * conftest.SLOW)
+
+
+def test_close_mid_body_frees_the_request(start_lossd):
+    """A client that sends part of a body and closes normally (FIN, not RST), as a
+    killed client does: the request leaves the admitted ones within about a
+    second (the sweep), not after --connection-timeout (libmicrohttpd can miss an
+    end of stream that comes with the data), and SIGTERM does not wait for it."""
+    srv = start_lossd("--connection-timeout", "30")
+    for _ in range(10):
+        with srv.connect() as s:
+            s.sendall(b"POST /v1/loss HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 9000000\r\n\r\n" + b"1" * 3000000)
+    wait_inflight_zero(srv, 5 * conftest.SLOW)
+    t0 = time.monotonic()
+    srv.stop()
+    assert time.monotonic() - t0 < 10 * conftest.SLOW
 
 
 def test_disconnect_while_computing(srv):

@@ -434,6 +434,28 @@ def test_no_access_log_by_default(start_lossd):
     assert "quiet-1" not in srv.stderr()
 
 
+def test_access_log_text_cannot_be_forged(start_lossd):
+    """The text access log writes what a client sent (the decoded path) with its
+    control characters, backslashes and spaces escaped: a %0A in the path cannot
+    end the line and forge another, an escape sequence reaches no terminal, and a
+    space cannot add a field."""
+    srv = start_lossd("--access-log")
+    forged = b"2026-11-29T00:00:00.000Z%20lossd%20info:%20POST%20/v1/loss%20200%20FORGED"
+    for target in (b"/v1/losses/x%0A" + forged, b"/no\x1b[31mRED", b"/a%20b%5Cc"):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            while s.recv(65536):
+                pass
+    srv.stop()
+    err = srv.stderr()
+    assert "\x1b" not in err and "FORGED 404" in err, err[-2000:]
+    lines = err.splitlines()
+    assert not any(l.startswith("2026-11-29T00:00:00.000Z") for l in lines), err[-2000:]
+    assert any("/v1/losses/x\\x0a2026-11-29T00:00:00.000Z\\x20lossd" in l for l in lines), err[-2000:]
+    assert any(" /no\\x1b[31mRED 404 " in l for l in lines), err[-2000:]
+    assert any(" /a\\x20b\\x5cc 404 " in l for l in lines), err[-2000:]
+
+
 # ---- /metrics ----
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"'
