@@ -89,7 +89,7 @@ typedef enum loss_where {
 typedef struct loss_error {
     int code;          /* a LOSS_E* status, LOSS_OK when there is no error */
     loss_where where;  /* what the name and index refer to */
-    char name[32];     /* parameter or input name, "" when none */
+    char name[128];    /* parameter or input name, "" when none (cut at 127 bytes) */
     long long index;   /* flat (row-major) element index, -1 when not applicable */
     char message[256]; /* for people, e.g. "inputs.targets has shape [3] but ..." */
 } loss_error;

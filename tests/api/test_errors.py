@@ -127,6 +127,10 @@ CASES = [
      422, "invalid_tensor", "/inputs/predictions/data/1"),
     ("object_negative_shape", L, mse(inputs={"predictions": {"shape": [-1], "data": []}, "targets": [1.0]}),
      422, "invalid_tensor", "/inputs/predictions/shape"),
+    # the pointer names the key as sent, however long (it was cut at 31 bytes)
+    ("unknown_parameter_long_name", L, {"loss": {"name": "huber", "delta_with_a_very_long_parameter_name_xyz": 1.0},
+                                        "inputs": {"predictions": [1.0], "targets": [1.0]}},
+     422, "unknown_parameter", "/loss/delta_with_a_very_long_parameter_name_xyz"),
     ("object_fractional_shape", L, mse(inputs={"predictions": {"shape": [1.5], "data": []}, "targets": [1.0]}),
      422, "invalid_tensor", "/inputs/predictions/shape"),
     # an integer beyond 2^53 is a size, not a malformed one: more elements than memory
