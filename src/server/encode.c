@@ -6,7 +6,6 @@
  * iovec without being copied together. */
 #include "srv.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,13 +69,17 @@ static void numbers(writer *w, const double *v, size_t n, int dtype)
         return;
     }
     char *p = w->b->data + w->b->len;
-    double limit = dtype == SRV_DTYPE_FLOAT32 ? FLT_MAX : DBL_MAX;
     int bad = 0;
     for (size_t i = 0; i < n; i++) {
         if (i) *p++ = ',';
-        bad |= !(fabs(v[i]) <= limit);
-        p += dtype == SRV_DTYPE_FLOAT32 ? srv_fmt_float(p, (float)v[i])
-                                        : srv_fmt_double(p, v[i]);
+        if (dtype == SRV_DTYPE_FLOAT32) { /* what narrowing gives is what is checked */
+            float f = (float)v[i];
+            bad |= !isfinite(f);
+            p += srv_fmt_float(p, f);
+        } else {
+            bad |= !isfinite(v[i]);
+            p += srv_fmt_double(p, v[i]);
+        }
     }
     w->beyond |= bad;
     *p = '\0';
@@ -233,7 +236,7 @@ static void result(writer *w, const double *v, const void *f32, size_t rank,
         (srv_bpart){v, f32, n, is_f32 ? SRV_DTYPE_FLOAT32 : SRV_DTYPE_FLOAT64, NULL, 0};
     /* narrowed later (binary_bytes): what float32 cannot hold is found now */
     for (size_t i = 0; is_f32 && !f32 && v && i < n; i++)
-        w->beyond |= !(fabs(v[i]) <= FLT_MAX);
+        w->beyond |= !isfinite((float)v[i]);
 }
 
 static srv_form out_form(srv_form in)
