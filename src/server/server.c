@@ -1186,8 +1186,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         struct sockaddr_storage addr;
         client_address(ai ? ai->client_addr : NULL, &addr);
         client *k = calloc(1, sizeof *k);
-        if (!k) { /* out of the counts now; shut down, which MHD then closes */
-            release_connection(io, &addr);
+        if (!k) { /* shut down, which MHD then closes; on_handed, seeing io->adding
+                     still set, takes it out of the counts (once) */
             if (ci) shutdown(ci->connect_fd, SHUT_RDWR);
             return;
         }
