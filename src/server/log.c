@@ -40,13 +40,16 @@ static const char *const level_names[] = {"error", "warn", "info"};
  * field of the access log. */
 static void put_escaped(srv_buf *b, const char *s, int spaces)
 {
+    const char *run = s; /* the bytes since the last escape, written at once */
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c == 0x7f || c == '\\' || (spaces && c == ' '))
+        if (c < 0x20 || c == 0x7f || c == '\\' || (spaces && c == ' ')) {
+            srv_buf_append(b, run, (size_t)(s - run));
             srv_buf_printf(b, "\\x%02x", c);
-        else
-            srv_buf_append(b, s, 1);
+            run = s + 1;
+        }
     }
+    srv_buf_append(b, run, (size_t)(s - run));
 }
 
 void srv_log(int level, const char *fmt, ...)
