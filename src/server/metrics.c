@@ -8,8 +8,9 @@
 static const double bounds[SRV_HIST_BUCKETS - 1] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
     0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   10.0};
+/* 499: no response, the client went away first (nginx's name for it). */
 static const int statuses[SRV_STATUS_SLOTS] = {200, 400, 401, 404, 405, 411, 413, 415,
-                                               422, 429, 500, 503, 0,   0,   0,   -1};
+                                               422, 429, 499, 500, 503, 0,   0,   -1};
 static const char *const endpoints[SRV_EP_M_COUNT] = {
     "/v1/loss", "/v1/objective", "/v1/losses", "/v1/losses/{name}", "/healthz", "/readyz",
     "/metrics", "/openapi.yaml", "other"};

@@ -158,10 +158,11 @@ typedef struct request {
     const char *url, *method;
     const char *path; /* url's path (route_of) */
     int route, metric;
-    int counted; /* counts in s->inflight */
-    int running; /* suspended, work on the pool */
-    int done;    /* loop thread: the job is finished, the next handler call answers */
-    int phase;   /* PH_*: set by a work item, read by its after-work callback */
+    int counted;  /* counts in s->inflight */
+    int recorded; /* in the metrics (and the access log): finish_request ran */
+    int running;  /* suspended, work on the pool */
+    int done;     /* loop thread: the job is finished, the next handler call answers */
+    int phase;    /* PH_*: set by a work item, read by its after-work callback */
     int too_big;
     client *cl;   /* its connection's sweep entry (NULL if unknown) */
     int has_body; /* Content-Length > 0 or Transfer-Encoding */
@@ -275,6 +276,7 @@ static void uncount(request *r)
 static void finish_request(request *r, int status, size_t out_len)
 {
     server *s = r->s;
+    r->recorded = 1;
     double secs = (double)(srv_now_ns() - r->t0) / 1e9;
     uv_mutex_lock(&s->lock); /* one lock per response: its counters and stages */
     srv_metrics_request(&s->metrics, r->metric, status, secs, r->received, out_len);
@@ -1089,6 +1091,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)c;
     (void)toe;
     if (!r) return;
+    if (!r->recorded) /* no response: the client left, or was dropped, first */
+        finish_request(r, 499, 0);
     if (r->cl) {
         r->cl->busy = r->cl->receiving = 0;
         r->cl->body = 0;

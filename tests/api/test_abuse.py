@@ -273,6 +273,26 @@ def test_disconnect_mid_body(srv):
     wait_inflight_zero(srv, 5 * conftest.SLOW)
 
 
+def test_requests_without_a_response_are_counted_499(start_lossd):
+    """A request whose client leaves before its answer is counted in
+    lossd_requests_total with code 499 (nginx's "client closed request") and
+    written to the access log, not dropped from both."""
+    srv = start_lossd("--access-log")
+    for i in range(3):
+        with srv.connect() as s:
+            s.sendall(b"POST /v1/loss HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"X-Request-Id: gone-%d\r\nContent-Length: 999000\r\n\r\n" % i + b"1" * 10000)
+            time.sleep(0.05)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+    wait_inflight_zero(srv, 5 * conftest.SLOW)
+    text = srv.get("/metrics").text
+    m = re.search(r'^lossd_requests_total\{endpoint="/v1/loss",code="499"\} (\d+)$', text, re.M)
+    assert m and int(m.group(1)) == 3, text[:1500]
+    srv.stop()
+    lines = [l for l in srv.stderr().splitlines() if " 499 " in l]
+    assert len(lines) == 3 and all("id=gone-" in l for l in lines), srv.stderr()[-2000:]
+
+
 def test_close_mid_body_frees_the_request(start_lossd):
     """A client that sends part of a body and closes normally (FIN, not RST), as a
     killed client does: the request leaves the admitted ones within about a
