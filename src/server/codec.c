@@ -909,7 +909,7 @@ static int decode_loss(srv_job *j, const json_t *root)
 
 static int weighting(srv_job *j, const json_t *w)
 {
-    char p[PTR_MAX] = ""; /* the data term as a whole */
+    char p[PTR_MAX] = "/weighting";
     j->scheme = LOSS_WEIGHTING_FIXED;
     if (!w) return 0;
     j->weighting_given = 1;

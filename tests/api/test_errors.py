@@ -282,6 +282,7 @@ CASES = [
      422, "result_not_finite", ""),
     ("fixed_with_log_sigma", O, {"tasks": [task("a")], "weighting": {"scheme": "fixed", "log_sigma": [0.0]}},
      422, "conflicting_parameters", "/weighting/log_sigma"),
+    ("weighting_not_object", O, {"tasks": [task("a")], "weighting": 3}, 422, "invalid_field", "/weighting"),
     ("scheme_unknown", O, {"tasks": [task("a")], "weighting": {"scheme": "x"}}, 422, "invalid_field", "/weighting/scheme"),
     ("scheme_missing", O, {"tasks": [task("a")], "weighting": {}}, 422, "missing_field", "/weighting/scheme"),
     ("lambda_negative", O, {"tasks": [task("a")], "regularization": [{"kind": "l2", "lambda": -1.0, "params": [1.0]}]},
