@@ -210,18 +210,20 @@ int loss_penalty_eval(const loss_penalty *pen, const double *theta, size_t n,
                  : pen->kind == LOSS_PENALTY_L2 ? 0.0
                                                 : pen->l1_ratio;
     ksum sq = {0, 0}, ab = {0, 0};
+    int grad_finite = 1;
     for (size_t k = 0; k < n; k++) {
         double t = theta[k], sign = (t > 0) - (t < 0);
         if (rho < 1.0) ksum_add(&sq, t * t);
         if (rho > 0.0) ksum_add(&ab, fabs(t));
-        if (grad) grad[k] = lam * scale * (rho * sign + (1.0 - rho) * t);
+        if (grad) {
+            grad[k] = lam * scale * (rho * sign + (1.0 - rho) * t);
+            grad_finite &= isfinite(grad[k]) != 0;
+        }
     }
     double l1 = ab.s + ab.c, l2 = sq.s + sq.c;
     double v = lam * (rho * l1 + 0.5 * (1.0 - rho) * l2) * scale;
     if (pen->kind == LOSS_PENALTY_L2) v = 0.5 * lam * l2 * scale;
     if (pen->kind == LOSS_PENALTY_L1) v = lam * l1 * scale;
-    int grad_finite = 1;
-    for (size_t k = 0; grad && k < n; k++) grad_finite &= isfinite(grad[k]) != 0;
     if (!isfinite(v) || !grad_finite) {
         if (grad) memset(grad, 0, n * sizeof *grad);
         return loss__fail(err, LOSS_EOVERFLOW, LOSS_AT_PARAM, "params", -1,

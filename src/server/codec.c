@@ -197,6 +197,16 @@ static int numbers(srv_job *j, const json_t *v, const char *path, double **out, 
 
 static const char *const dtype_names[] = {"float64", "float32", "int64", "int32", NULL};
 
+/* The SRV_DTYPE_* a tensor object's "dtype" names: float64 when there is none,
+ * -1 when it names none of dtype_names. */
+static int dtype_of(const json_t *dtype)
+{
+    if (!dtype) return SRV_DTYPE_FLOAT64;
+    for (int i = 0; json_is_string(dtype) && dtype_names[i]; i++)
+        if (!strcmp(json_string_value(dtype), dtype_names[i])) return i;
+    return -1;
+}
+
 /* Applies a tensor object's dtype to its (writable) data. */
 static int apply_dtype(srv_job *j, double *d, size_t n, int dtype, const char *path)
 {
@@ -265,49 +275,24 @@ static int binary_data(srv_job *j, srv_binref *b, size_t n, int dtype, double **
     return 0;
 }
 
-/* j->index, a jansson object (a hash table): "b" + a binary tensor's path ->
- * its index in bins, "t" + a task's name -> its index in tasks.  Looked up once
- * per tensor or task, so that a request of many costs linear time. */
-static json_t *job_index(srv_job *j)
+/* An index (a jansson object, a hash table) of key -> i, made on first use:
+ * binary tensors by path (j->bin_index), tasks by name (j->task_index), so that
+ * a request of many costs linear time.  1 when key was there already (*was: its
+ * index), -1 out of memory. */
+static int index_add(void **index, const char *key, size_t i, size_t *was)
 {
-    if (!j->index) j->index = json_object();
-    return j->index;
-}
-
-/* Records key (prefixed) -> i; 1 when it was there already (*was: its index),
- * -1 out of memory. */
-static int index_add(srv_job *j, char prefix, const char *key, size_t i, size_t *was)
-{
-    json_t *ix = job_index(j);
-    size_t n = strlen(key);
-    char *k = malloc(n + 2);
-    if (!ix || !k) {
-        free(k);
-        return -1;
-    }
-    k[0] = prefix;
-    memcpy(k + 1, key, n + 1);
-    const json_t *old = json_object_get(ix, k);
-    int rc = 0;
+    if (!*index && !(*index = json_object())) return -1;
+    const json_t *old = json_object_get(*index, key);
     if (old) {
         *was = (size_t)json_integer_value(old);
-        rc = 1;
-    } else if (json_object_set_new(ix, k, json_integer((json_int_t)i))) {
-        rc = -1;
+        return 1;
     }
-    free(k);
-    return rc;
+    return json_object_set_new(*index, key, json_integer((json_int_t)i)) ? -1 : 0;
 }
 
 static srv_binref *find_binary(srv_job *j, const char *path)
 {
-    size_t n = strlen(path);
-    char *k = j->index ? malloc(n + 2) : NULL;
-    if (!k) return NULL;
-    k[0] = 'b';
-    memcpy(k + 1, path, n + 1);
-    const json_t *v = json_object_get(j->index, k);
-    free(k);
+    const json_t *v = j->bin_index ? json_object_get(j->bin_index, path) : NULL;
     return v ? &j->bins[json_integer_value(v)] : NULL;
 }
 
@@ -345,17 +330,12 @@ static int tensor_object(srv_job *j, const json_t *v, const char *path, loss_ten
         return fail(j, 422, "missing_field", p, "a tensor object needs %s", p);
     }
     form->object = 1;
-    form->dtype = SRV_DTYPE_FLOAT64;
     form->binary = bsize != NULL;
-    if (dtype) {
+    form->dtype = dtype_of(dtype);
+    if (form->dtype < 0) {
         join(p, path, "/dtype");
-        int k = -1;
-        for (int i = 0; json_is_string(dtype) && dtype_names[i]; i++)
-            if (!strcmp(json_string_value(dtype), dtype_names[i])) k = i;
-        if (k < 0)
-            return fail(j, 422, "invalid_tensor", p,
-                        "%s must be \"float64\", \"float32\", \"int64\" or \"int32\"", p);
-        form->dtype = k;
+        return fail(j, 422, "invalid_tensor", p,
+                    "%s must be \"float64\", \"float32\", \"int64\" or \"int32\"", p);
     }
     double *dims, *values;
     size_t rank, n;
@@ -451,15 +431,8 @@ static const json_t *resolve(const json_t *root, const char *ptr)
 static int tensor_bytes(const srv_job *j, const json_t *obj, size_t *bytes,
                         loss_tensor *t, int *dtype)
 {
-    const json_t *shape = json_object_get(obj, "shape"),
-                 *dt = json_object_get(obj, "dtype");
-    *dtype = SRV_DTYPE_FLOAT64;
-    if (dt) {
-        *dtype = -1;
-        for (int d = 0; json_is_string(dt) && dtype_names[d]; d++)
-            if (!strcmp(json_string_value(dt), dtype_names[d])) *dtype = d;
-        if (*dtype < 0) return -1;
-    }
+    const json_t *shape = json_object_get(obj, "shape");
+    if ((*dtype = dtype_of(json_object_get(obj, "dtype"))) < 0) return -1;
     double dims[LOSS_MAX_RANK];
     size_t rank = 0;
     const srv_lifted *l = json_is_string(shape)
@@ -534,7 +507,7 @@ static int binary_section(srv_job *j, const json_t *root)
                 "follow it",
                 p, offset + size, bin_len);
         size_t was;
-        int rc = index_add(j, 'b', path, j->n_bins, &was);
+        int rc = index_add(&j->bin_index, path, j->n_bins, &was);
         if (rc < 0) return fail(j, 500, "internal_error", "", "out of memory");
         j->bins[j->n_bins++] = (srv_binref){path, offset, size, 0};
         offset += size;
@@ -1085,7 +1058,7 @@ static int decode_objective(srv_job *j, const json_t *root)
             return fail(j, 422, "invalid_field", p, "%s must be a string", p);
         t->name = json_string_value(name);
         size_t was;
-        int rc = index_add(j, 't', t->name, i, &was);
+        int rc = index_add(&j->task_index, t->name, i, &was);
         if (rc < 0) return fail(j, 500, "internal_error", "", "out of memory");
         if (rc > 0)
             return fail(j, 422, "duplicate_task_name", p,
@@ -1191,7 +1164,8 @@ void srv_codec_free(srv_job *j)
     j->n_owned = j->cap_owned = 0;
     if (j->root) json_decref((json_t *)j->root);
     j->root = NULL;
-    if (j->index) json_decref((json_t *)j->index);
-    j->index = NULL;
+    if (j->bin_index) json_decref((json_t *)j->bin_index);
+    if (j->task_index) json_decref((json_t *)j->task_index);
+    j->bin_index = j->task_index = NULL;
     srv_scan_free(&j->scan);
 }

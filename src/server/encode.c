@@ -19,7 +19,7 @@
 typedef struct writer {
     srv_buf *b;
     int err;
-    int beyond;     /* a number its form cannot hold (not finite, or past float32) */
+    int beyond;     /* a float32 number past float32's range (the core checks doubles) */
     srv_job *defer; /* NULL: format everything inline */
 } writer;
 
@@ -47,7 +47,6 @@ static void num(writer *w, double v)
         w->err = 1;
         return;
     }
-    w->beyond |= !isfinite(v);
     w->b->len += srv_fmt_double(w->b->data + w->b->len, v);
     w->b->data[w->b->len] = '\0';
 }
@@ -77,7 +76,6 @@ static void numbers(writer *w, const double *v, size_t n, int dtype)
             bad |= !isfinite(f);
             p += srv_fmt_float(p, f);
         } else {
-            bad |= !isfinite(v[i]);
             p += srv_fmt_double(p, v[i]);
         }
     }

@@ -177,7 +177,8 @@ static void release_work(srv_job *j)
 }
 
 /* A result that its form cannot hold: the core checks costs and gradients in
- * double; what goes out as float32 is checked as it is written (encode.c). */
+ * double, finish_objective the objective's terms; what goes out as float32 is
+ * checked as it is written (encode.c). */
 static void unrepresentable(srv_job *j)
 {
     srv_error_set(&j->err, 422, "result_not_finite", "",

@@ -960,27 +960,39 @@ static enum MHD_Result admit_post(request *r)
     return MHD_YES;
 }
 
-static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind, const char *key,
-                                     const char *value)
+/* What a request's headers say of its framing, from one pass over them. */
+typedef struct framing {
+    unsigned n_cl, n_te, host; /* Content-Length and Transfer-Encoding headers, Host */
+    const char *cl, *te;       /* the first of each */
+} framing;
+
+static enum MHD_Result scan_framing(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
 {
-    unsigned *n = cls;
+    framing *f = cls;
     (void)kind;
-    (void)value;
-    if (!strcasecmp(key, "Content-Length")) n[0]++;
-    if (!strcasecmp(key, "Transfer-Encoding")) n[1]++;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) && !f->n_cl++) f->cl = value;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) && !f->n_te++) f->te = value;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_HOST)) f->host = 1;
     return MHD_YES;
 }
 
-/* Where the body ends must be beyond doubt (RFC 9112 6.3): with two lengths, or
- * a length and chunks, another server on the way may cut the stream elsewhere
- * and see a second request in this one's body.  NULL when it is. */
-static const char *framing_doubt(struct MHD_Connection *c)
+/* Why the request cannot be read, or NULL.  Where the body ends must be beyond
+ * doubt (RFC 9112 6.3): with two lengths, or a length and chunks, another server
+ * on the way may cut the stream elsewhere and see a second request in this one's
+ * body.  And an HTTP/1.1 request needs a Host (RFC 9112 3.2). */
+static const char *framing_problem(const framing *f, const char *version)
 {
-    unsigned n[2] = {0, 0};
-    MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, n);
-    if (n[0] > 1) return "Content-Length is given more than once";
-    if (n[1] > 1) return "Transfer-Encoding is given more than once";
-    if (n[0] && n[1]) return "Content-Length and Transfer-Encoding are both given";
+    if (f->n_cl > 1)
+        return "Content-Length is given more than once: where the body ends is ambiguous";
+    if (f->n_te > 1)
+        return "Transfer-Encoding is given more than once: where the body ends is "
+               "ambiguous";
+    if (f->n_cl && f->n_te)
+        return "Content-Length and Transfer-Encoding are both given: where the body "
+               "ends is ambiguous";
+    if (!f->host && !strcmp(version, MHD_HTTP_VERSION_1_1))
+        return "an HTTP/1.1 request needs a Host header (RFC 9112 3.2)";
     return NULL;
 }
 
@@ -1031,22 +1043,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         /* A request without a body is answered on the next call: a response
          * queued while MHD still waits for the end of the request closes the
          * connection, which is right for a refused body but not for a GET. */
-        const char *cl =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        const char *te =
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
-        r->has_body = (cl && strcmp(cl, "0")) || te;
-        const char *doubt = framing_doubt(c);
-        if (doubt) { /* answered now, so that MHD closes the connection after it */
+        framing f = {0};
+        MHD_get_connection_values(c, MHD_HEADER_KIND, scan_framing, &f);
+        r->has_body = (f.cl && strcmp(f.cl, "0")) || f.te;
+        const char *problem = framing_problem(&f, version);
+        if (problem) { /* answered now, so that MHD closes the connection after it */
             r->has_body = 1;
-            return fail(r, 400, "invalid_request", NULL, NULL,
-                        "%s: where the body ends is ambiguous", doubt);
-        }
-        if (!strcmp(version, MHD_HTTP_VERSION_1_1) &&
-            !MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST)) {
-            r->has_body = 1;
-            return fail(r, 400, "invalid_request", NULL, NULL,
-                        "an HTTP/1.1 request needs a Host header (RFC 9112 3.2)");
+            return fail(r, 400, "invalid_request", NULL, NULL, "%s", problem);
         }
         if (!r->has_body) return MHD_YES;
         return headers(r);

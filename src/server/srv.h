@@ -307,7 +307,8 @@ typedef struct srv_job {
     size_t max_elements;
     srv_scan scan;
     void *root;  /* json_t *, owned */
-    void *index; /* json_t * object, owned: bins by path, task names (codec.c) */
+    void *bin_index, *task_index; /* json_t * objects, owned: bins by path, tasks by
+                                     name (codec.c) */
     unsigned outputs;
     srv_task *tasks; /* owned */
     size_t n_tasks;
@@ -376,8 +377,8 @@ void srv_job_free(srv_job *j);
 
 /* codec internals shared with encode.c */
 int srv_codec_decode(srv_job *j); /* after the scan and the chunks */
-/* 0, -1 out of memory, or 1: a result its form cannot hold (not finite, or past
- * float32's range for a float32 form). */
+/* 0, -1 out of memory, or 1: a result its form cannot hold (past float32's range
+ * for a float32 form; doubles are checked by the core and finish_objective). */
 int srv_encode_response(srv_job *j);
 /* Each chunk's failed: 1 out of memory, 2 a result its form cannot hold. */
 void srv_encode_chunks(srv_job *j, size_t c0, size_t c1);
