@@ -306,7 +306,7 @@ typedef struct srv_job {
     size_t n_bins;
     size_t max_elements;
     srv_scan scan;
-    void *root;  /* json_t *, owned */
+    void *root;                   /* json_t *, owned */
     void *bin_index, *task_index; /* json_t * objects, owned: bins by path, tasks by
                                      name (codec.c) */
     unsigned outputs;
