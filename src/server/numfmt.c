@@ -8,11 +8,10 @@
  * or subnormal results, strtod (correctly rounded in glibc; "C" locale: lossd
  * never calls setlocale).
  *
- * Formatting uses Grisu2: digits generated with 64-bit integers from a cached
- * power of ten, inside the rounding interval of the double shrunk by one unit on
- * each side, so the text always reads back to the same double (it is the shortest
- * such text almost always, and never longer than 17 digits).  The digits are laid
- * out as Python's repr lays them out. */
+ * Formatting uses Schubfach, with the same table: the shortest digits that read
+ * back as the same double (or float), and of those the closest to it, as Python's
+ * repr (and Ryu, and Java's Double.toString) choose them.  The digits are laid out
+ * as Python's repr lays them out. */
 #include "numtables.h"
 #include "srv.h"
 
@@ -68,7 +67,7 @@ static int eisel_lemire(uint64_t w, long q, double *out)
         *out = 0.0;
         return 1;
     }
-    if (q > SRV_POW5_MAX) {
+    if (q > 308) { /* w * 10^q >= 1e309 (the table goes on for formatting) */
         *out = HUGE_VAL;
         return 1;
     }
@@ -209,164 +208,142 @@ const char *srv_parse_number(const char *s, const char *end, double *out, int *o
     return p;
 }
 
-/* ---- Grisu2 ---- */
+/* ---- Schubfach ---- */
 
-typedef struct diyfp {
-    uint64_t f;
-    int e;
-} diyfp;
-
-static diyfp diy_mul(diyfp a, diyfp b)
+/* (g * cp) / 2^128 for g = {high, low}, rounded to odd: its last bit is set when
+ * the product has a fraction.  The table's g is 10^e rounded up (1 past the exact
+ * value) except where 10^e is exact in 128 bits; that excess adds less than 1 to
+ * the 64 bits below the result (cp < 2^60), hence "> 1" and not "!= 0". */
+static inline uint64_t round_to_odd(const uint64_t g[2], uint64_t cp)
 {
-    unsigned __int128 p = (unsigned __int128)a.f * b.f;
-    uint64_t h = (uint64_t)(p >> 64), l = (uint64_t)p;
-    h += l >> 63; /* round */
-    return (diyfp){h, a.e + b.e + 64};
+    unsigned __int128 x = (unsigned __int128)cp * g[1];
+    unsigned __int128 y = (unsigned __int128)cp * g[0] + (uint64_t)(x >> 64);
+    return (uint64_t)(y >> 64) | ((uint64_t)y > 1);
 }
 
-static diyfp diy_normalize(diyfp x)
+/* The shortest decimal d * 10^*k that reads back as c * 2^q (c > 0), and of those
+ * the closest, ties to an even last digit: Schubfach (R. Giulietti, "The Schubfach
+ * way to render doubles", 2020; the form of yyjson's f64_bin_to_dec).  It works
+ * for any significand below 2^55 (double and float alike).  irregular: c * 2^q is
+ * the smallest value of its binade above the subnormals, whose neighbour below is
+ * half as far as the one above. */
+static uint64_t schubfach(uint64_t c, int q, int irregular, int *k_out)
 {
-    int s = __builtin_clzll(x.f);
-    return (diyfp){x.f << s, x.e - s};
-}
-
-static const uint32_t pow10_32[] = {1,      10,      100,      1000,      10000,
-                                    100000, 1000000, 10000000, 100000000, 1000000000};
-static const uint64_t pow10_64[] = {1ULL,
-                                    10ULL,
-                                    100ULL,
-                                    1000ULL,
-                                    10000ULL,
-                                    100000ULL,
-                                    1000000ULL,
-                                    10000000ULL,
-                                    100000000ULL,
-                                    1000000000ULL,
-                                    10000000000ULL,
-                                    100000000000ULL,
-                                    1000000000000ULL,
-                                    10000000000000ULL,
-                                    100000000000000ULL,
-                                    1000000000000000ULL,
-                                    10000000000000000ULL,
-                                    100000000000000000ULL,
-                                    1000000000000000000ULL,
-                                    10000000000000000000ULL};
-
-static int count_digits32(uint32_t n)
-{
-    int k = 1;
-    while (k < 10 && n >= pow10_32[k]) k++;
-    return k;
-}
-
-/* Moves the last digit towards w while the result stays inside the interval and
- * gets closer to w (Grisu2's rounding). */
-static void grisu_round(char *buf, int len, uint64_t delta, uint64_t rest,
-                        uint64_t ten_kappa, uint64_t wp_w)
-{
-    while (rest < wp_w && delta - rest >= ten_kappa &&
-           (rest + ten_kappa < wp_w || wp_w - rest > rest + ten_kappa - wp_w)) {
-        buf[len - 1]--;
-        rest += ten_kappa;
-    }
-}
-
-/* Digits of the number in [mp - delta, mp] closest to w; *k gets the decimal
- * exponent of the last digit. */
-static int digit_gen(diyfp w, diyfp mp, uint64_t delta, char *buf, int *k)
-{
-    const diyfp one = {(uint64_t)1 << -mp.e, mp.e};
-    const uint64_t wp_w = mp.f - w.f;
-    uint32_t p1 = (uint32_t)(mp.f >> -one.e);
-    uint64_t p2 = mp.f & (one.f - 1);
-    int kappa = count_digits32(p1), len = 0;
-    while (kappa > 0) {
-        uint32_t div = pow10_32[kappa - 1], d = p1 / div;
-        p1 %= div;
-        if (d || len) buf[len++] = (char)('0' + d);
-        kappa--;
-        uint64_t tmp = ((uint64_t)p1 << -one.e) + p2;
-        if (tmp <= delta) {
-            *k += kappa;
-            grisu_round(buf, len, delta, tmp, (uint64_t)pow10_32[kappa] << -one.e, wp_w);
-            return len;
+    uint64_t out = c & 1; /* odd c: the interval's ends round to the neighbours */
+    uint64_t cbl = 4 * c - 2 + (uint64_t)irregular, cb = 4 * c, cbr = 4 * c + 2;
+    /* k = floor(log10(2^q)), or floor(log10(3/4 * 2^q)) when irregular; and h in
+     * [1, 4] so that vb = 4 * c * 2^q * 10^-k is a 64-bit integer part. */
+    int k = (q * 315653 - (irregular ? 131237 : 0)) >> 20;
+    int h = q + ((-k * 217707) >> 16) + 1;
+    const uint64_t *t = srv_pow5_128[-k - SRV_POW5_MIN];
+    uint64_t g[2] = {t[0], t[1]};
+    if (-k > 55 && ++g[1] == 0) g[0]++; /* truncated in the table: round up */
+    uint64_t vbl = round_to_odd(g, cbl << h), vb = round_to_odd(g, cb << h),
+             vbr = round_to_odd(g, cbr << h);
+    uint64_t lower = vbl + out, upper = vbr - out;
+    uint64_t s = vb >> 2;
+    if (s >= 10) { /* one digit fewer: at most one multiple of 10 fits */
+        uint64_t sp = s / 10;
+        int u_in = lower <= 40 * sp, w_in = upper >= 40 * sp + 40;
+        if (u_in != w_in) {
+            *k_out = k + 1;
+            return sp + (uint64_t)w_in;
         }
     }
-    for (;;) {
-        p2 *= 10;
-        delta *= 10;
-        char d = (char)(p2 >> -one.e);
-        if (d || len) buf[len++] = (char)('0' + d);
-        p2 &= one.f - 1;
-        kappa--;
-        if (p2 < delta) {
-            *k += kappa;
-            int index = -kappa;
-            grisu_round(buf, len, delta, p2, one.f,
-                        index < 20 ? wp_w * pow10_64[index] : 0);
-            return len;
-        }
-    }
+    int u_in = lower <= 4 * s, w_in = upper >= 4 * s + 4;
+    *k_out = k;
+    if (u_in != w_in) return s + (uint64_t)w_in;
+    uint64_t mid = 4 * s + 2; /* both fit: the closer, ties to even */
+    return s + (uint64_t)(vb > mid || (vb == mid && (s & 1)));
 }
 
-/* The digits of v > 0 (finite) and the decimal exponent x of the first one. */
-static int grisu2(double v, char *digits, int *x)
+static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324"
+                                  "25262728293031323334353637383940414243444546474849"
+                                  "50515253545556575859606162636465666768697071727374"
+                                  "75767778798081828384858687888990919293949596979899";
+
+static const uint64_t pow10_u64[] = {1ULL,
+                                     10ULL,
+                                     100ULL,
+                                     1000ULL,
+                                     10000ULL,
+                                     100000ULL,
+                                     1000000ULL,
+                                     10000000ULL,
+                                     100000000ULL,
+                                     1000000000ULL,
+                                     10000000000ULL,
+                                     100000000000ULL,
+                                     1000000000000ULL,
+                                     10000000000000ULL,
+                                     100000000000000ULL,
+                                     1000000000000000ULL,
+                                     10000000000000000ULL,
+                                     100000000000000000ULL};
+
+/* v < 10^8 as exactly eight digits. */
+static inline void write8(char *p, uint32_t v)
+{
+    uint32_t a = v / 10000, b = v % 10000;
+    memcpy(p, digit_pairs + 2 * (a / 100), 2);
+    memcpy(p + 2, digit_pairs + 2 * (a % 100), 2);
+    memcpy(p + 4, digit_pairs + 2 * (b / 100), 2);
+    memcpy(p + 6, digit_pairs + 2 * (b % 100), 2);
+}
+
+/* Room for the digits: 17 and 32 more '0's after them, so that layout can copy
+ * in pieces of a fixed size. */
+#define DIGITS_BUF 56
+
+/* The digits of d * 10^k (0 < d <= 10^17) without trailing zeros, in buf;
+ * returns where they start, *n their count, *x the decimal exponent of the first. */
+static const char *write_digits(uint64_t d, int k, char *buf, int *n, int *x)
+{
+    while (d % 10 == 0) {
+        d /= 10;
+        k++;
+    }
+    uint64_t hi = d / 100000000;
+    buf[0] = (char)('0' + hi / 100000000);
+    write8(buf + 1, (uint32_t)(hi % 100000000));
+    write8(buf + 9, (uint32_t)(d % 100000000));
+    memset(buf + 17, '0', DIGITS_BUF - 17);
+    int len = (int)(((64 - __builtin_clzll(d)) * 1233) >> 12); /* about log10(d) */
+    len += d >= pow10_u64[len];
+    *n = len;
+    *x = k + len - 1;
+    return buf + 17 - len;
+}
+
+/* The digits of v > 0 (finite) in buf (see write_digits). */
+static const char *double_digits(double v, char *buf, int *n, int *x)
 {
     uint64_t bits;
     memcpy(&bits, &v, sizeof bits);
-    int be = (int)((bits >> 52) & 0x7FF);
+    int be = (int)(bits >> 52);
     uint64_t sig = bits & (((uint64_t)1 << 52) - 1);
-    diyfp d = be ? (diyfp){sig | ((uint64_t)1 << 52), be - 1075} : (diyfp){sig, -1074};
-    /* The boundaries m- and m+ of the rounding interval, on m+'s exponent. */
-    diyfp pl = diy_normalize((diyfp){(d.f << 1) + 1, d.e - 1});
-    diyfp mi = d.f == ((uint64_t)1 << 52) ? (diyfp){(d.f << 2) - 1, d.e - 2}
-                                          : (diyfp){(d.f << 1) - 1, d.e - 1};
-    mi.f <<= mi.e - pl.e;
-    mi.e = pl.e;
-    /* A cached 10^-K that brings m+ * 10^-K's exponent into [-60, -32]. */
-    double dk = (-61 - pl.e) * 0.30102999566398114 + 347;
-    int kk = (int)dk;
-    if (dk - kk > 0.0) kk++;
-    unsigned index = (unsigned)((kk >> 3) + 1);
-    const srv_cached_power *c = &srv_cached_pow10[index];
-    int K = -(SRV_CACHED_FIRST + (int)index * SRV_CACHED_STEP);
-    diyfp cmk = {c->f, c->e};
-    diyfp w = diy_mul(diy_normalize(d), cmk);
-    diyfp wp = diy_mul(pl, cmk), wm = diy_mul(mi, cmk);
-    wm.f++;
-    wp.f--;
-    int k = K, n = digit_gen(w, wp, wp.f - wm.f, digits, &k);
-    while (n > 1 && digits[n - 1] == '0') { /* 1200 -> 12 x 10^2 */
-        n--;
-        k++;
-    }
-    digits[n] = '\0';
-    *x = k + n - 1;
-    return n;
+    int k;
+    uint64_t d =
+        be ? schubfach(sig | ((uint64_t)1 << 52), be - 1075, sig == 0 && be > 1, &k)
+           : schubfach(sig, -1074, 0, &k);
+    return write_digits(d, k, buf, n, x);
 }
 
-/* The shortest digits by trial (for float32): the nearest p-digit decimal
- * round-trips whenever any p-digit decimal does, so trying p = 6..9 and stripping
- * zeros finds the shortest. */
-static int float_digits(float v, char *digits, int *x)
+static const char *float_digits(float v, char *buf, int *n, int *x)
 {
-    char tmp[40];
-    for (int p = 6; p <= 9; p++) {
-        snprintf(tmp, sizeof tmp, "%.*e", p - 1, (double)v);
-        if (p == 9 || strtof(tmp, NULL) == v) break;
-    }
-    const char *t = tmp[0] == '-' ? tmp + 1 : tmp;
-    int n = 0;
-    for (; *t && *t != 'e'; t++)
-        if (is_digit(*t)) digits[n++] = *t;
-    *x = (int)strtol(t + 1, NULL, 10);
-    while (n > 1 && digits[n - 1] == '0') n--;
-    digits[n] = '\0';
-    return n;
+    uint32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    int be = (int)(bits >> 23);
+    uint32_t sig = bits & ((1u << 23) - 1);
+    int k;
+    uint64_t d = be ? schubfach(sig | (1u << 23), be - 150, sig == 0 && be > 1, &k)
+                    : schubfach(sig, -149, 0, &k);
+    return write_digits(d, k, buf, n, x);
 }
 
-/* Python repr's layout: fixed notation for 1e-4 <= |v| < 1e16, else d.ddde+XX. */
+/* Python repr's layout: fixed notation for 1e-4 <= |v| < 1e16, else d.ddde+XX.
+ * digits has n digits and then at least 32 '0's; buf has SRV_DOUBLE_MAX + 1 bytes
+ * (the copies of a fixed size stay inside them). */
 static size_t layout(char *buf, int neg, const char *digits, int n, int x)
 {
     char *p = buf;
@@ -375,52 +352,57 @@ static size_t layout(char *buf, int neg, const char *digits, int n, int x)
         *p++ = digits[0];
         if (n > 1) {
             *p++ = '.';
-            memcpy(p, digits + 1, (size_t)(n - 1));
+            memcpy(p, digits + 1, 16);
             p += n - 1;
         }
         int e = x < 0 ? -x : x;
         *p++ = 'e';
         *p++ = x < 0 ? '-' : '+';
         if (e >= 100) *p++ = (char)('0' + e / 100);
-        *p++ = (char)('0' + e / 10 % 10);
-        *p++ = (char)('0' + e % 10);
+        memcpy(p, digit_pairs + 2 * (e % 100), 2);
+        p += 2;
     } else if (x < 0) {
-        *p++ = '0';
-        *p++ = '.';
-        for (int i = -1; i > x; i--) *p++ = '0';
-        memcpy(p, digits, (size_t)n);
+        memcpy(p, "0.000", 5); /* "0." and -x - 1 zeros (at most 3) */
+        p += 1 - x;
+        memcpy(p, digits, 17);
         p += n;
     } else {
-        int int_digits = x + 1;
-        for (int i = 0; i < int_digits; i++) *p++ = i < n ? digits[i] : '0';
+        int int_digits = x + 1; /* 1..16, padded with the zeros after the digits */
+        memcpy(p, digits, 16);
+        p += int_digits;
         *p++ = '.';
-        if (n > int_digits) {
-            memcpy(p, digits + int_digits, (size_t)(n - int_digits));
+        if (n <= int_digits) {
+            *p++ = '0';
+        } else if (int_digits < 16) {
+            memcpy(p, digits + int_digits, 16);
             p += n - int_digits;
         } else {
-            *p++ = '0';
+            *p++ = digits[16];
         }
     }
     *p = '\0';
     return (size_t)(p - buf);
 }
 
+/* "0" and its padding, for layout. */
+static const char zero_digits[DIGITS_BUF] = "0000000000000000000000000000000000000000";
+
 size_t srv_fmt_double(char *buf, double v)
 {
-    char digits[32];
-    int x = 0;
+    char tmp[DIGITS_BUF];
+    int n, x;
     if (!isfinite(v)) return (size_t)(stpcpy(buf, "null") - buf);
-    if (v == 0) return layout(buf, signbit(v) != 0, "0", 1, 0);
-    int n = grisu2(fabs(v), digits, &x);
+    if (v == 0) return layout(buf, signbit(v) != 0, zero_digits, 1, 0);
+    const char *digits = double_digits(fabs(v), tmp, &n, &x);
     return layout(buf, v < 0, digits, n, x);
 }
 
 size_t srv_fmt_float(char *buf, float v)
 {
-    char digits[32];
-    int x = 0;
+    char tmp[DIGITS_BUF];
+    int n, x;
     if (!isfinite(v)) return (size_t)(stpcpy(buf, "null") - buf);
-    if (v == 0) return layout(buf, signbit(v) != 0, "0", 1, 0);
-    int n = float_digits(fabsf(v), digits, &x);
+    if (v == 0) return layout(buf, signbit(v) != 0, zero_digits, 1, 0);
+    const char *digits = float_digits(fabsf(v), tmp, &n, &x);
     return layout(buf, v < 0, digits, n, x);
 }

@@ -653,51 +653,20 @@ const uint64_t srv_pow5_128[SRV_POW5_COUNT][2] = {
     {0xb6472e511c81471dULL, 0xe0133fe4adf8e952ULL}, /* 5^306 */
     {0xe3d8f9e563a198e5ULL, 0x58180fddd97723a6ULL}, /* 5^307 */
     {0x8e679c2f5e44ff8fULL, 0x570f09eaa7ea7648ULL}, /* 5^308 */
-};
-
-const srv_cached_power srv_cached_pow10[SRV_CACHED_COUNT] = {
-    {0xfa8fd5a0081c0288ULL, -1220, -348}, {0xbaaee17fa23ebf76ULL, -1193, -340},
-    {0x8b16fb203055ac76ULL, -1166, -332}, {0xcf42894a5dce35eaULL, -1140, -324},
-    {0x9a6bb0aa55653b2dULL, -1113, -316}, {0xe61acf033d1a45dfULL, -1087, -308},
-    {0xab70fe17c79ac6caULL, -1060, -300}, {0xff77b1fcbebcdc4fULL, -1034, -292},
-    {0xbe5691ef416bd60cULL, -1007, -284}, {0x8dd01fad907ffc3cULL, -980, -276},
-    {0xd3515c2831559a83ULL, -954, -268},  {0x9d71ac8fada6c9b5ULL, -927, -260},
-    {0xea9c227723ee8bcbULL, -901, -252},  {0xaecc49914078536dULL, -874, -244},
-    {0x823c12795db6ce57ULL, -847, -236},  {0xc21094364dfb5637ULL, -821, -228},
-    {0x9096ea6f3848984fULL, -794, -220},  {0xd77485cb25823ac7ULL, -768, -212},
-    {0xa086cfcd97bf97f4ULL, -741, -204},  {0xef340a98172aace5ULL, -715, -196},
-    {0xb23867fb2a35b28eULL, -688, -188},  {0x84c8d4dfd2c63f3bULL, -661, -180},
-    {0xc5dd44271ad3cdbaULL, -635, -172},  {0x936b9fcebb25c996ULL, -608, -164},
-    {0xdbac6c247d62a584ULL, -582, -156},  {0xa3ab66580d5fdaf6ULL, -555, -148},
-    {0xf3e2f893dec3f126ULL, -529, -140},  {0xb5b5ada8aaff80b8ULL, -502, -132},
-    {0x87625f056c7c4a8bULL, -475, -124},  {0xc9bcff6034c13053ULL, -449, -116},
-    {0x964e858c91ba2655ULL, -422, -108},  {0xdff9772470297ebdULL, -396, -100},
-    {0xa6dfbd9fb8e5b88fULL, -369, -92},   {0xf8a95fcf88747d94ULL, -343, -84},
-    {0xb94470938fa89bcfULL, -316, -76},   {0x8a08f0f8bf0f156bULL, -289, -68},
-    {0xcdb02555653131b6ULL, -263, -60},   {0x993fe2c6d07b7facULL, -236, -52},
-    {0xe45c10c42a2b3b06ULL, -210, -44},   {0xaa242499697392d3ULL, -183, -36},
-    {0xfd87b5f28300ca0eULL, -157, -28},   {0xbce5086492111aebULL, -130, -20},
-    {0x8cbccc096f5088ccULL, -103, -12},   {0xd1b71758e219652cULL, -77, -4},
-    {0x9c40000000000000ULL, -50, 4},      {0xe8d4a51000000000ULL, -24, 12},
-    {0xad78ebc5ac620000ULL, 3, 20},       {0x813f3978f8940984ULL, 30, 28},
-    {0xc097ce7bc90715b3ULL, 56, 36},      {0x8f7e32ce7bea5c70ULL, 83, 44},
-    {0xd5d238a4abe98068ULL, 109, 52},     {0x9f4f2726179a2245ULL, 136, 60},
-    {0xed63a231d4c4fb27ULL, 162, 68},     {0xb0de65388cc8ada8ULL, 189, 76},
-    {0x83c7088e1aab65dbULL, 216, 84},     {0xc45d1df942711d9aULL, 242, 92},
-    {0x924d692ca61be758ULL, 269, 100},    {0xda01ee641a708deaULL, 295, 108},
-    {0xa26da3999aef774aULL, 322, 116},    {0xf209787bb47d6b85ULL, 348, 124},
-    {0xb454e4a179dd1877ULL, 375, 132},    {0x865b86925b9bc5c2ULL, 402, 140},
-    {0xc83553c5c8965d3dULL, 428, 148},    {0x952ab45cfa97a0b3ULL, 455, 156},
-    {0xde469fbd99a05fe3ULL, 481, 164},    {0xa59bc234db398c25ULL, 508, 172},
-    {0xf6c69a72a3989f5cULL, 534, 180},    {0xb7dcbf5354e9beceULL, 561, 188},
-    {0x88fcf317f22241e2ULL, 588, 196},    {0xcc20ce9bd35c78a5ULL, 614, 204},
-    {0x98165af37b2153dfULL, 641, 212},    {0xe2a0b5dc971f303aULL, 667, 220},
-    {0xa8d9d1535ce3b396ULL, 694, 228},    {0xfb9b7cd9a4a7443cULL, 720, 236},
-    {0xbb764c4ca7a44410ULL, 747, 244},    {0x8bab8eefb6409c1aULL, 774, 252},
-    {0xd01fef10a657842cULL, 800, 260},    {0x9b10a4e5e9913129ULL, 827, 268},
-    {0xe7109bfba19c0c9dULL, 853, 276},    {0xac2820d9623bf429ULL, 880, 284},
-    {0x80444b5e7aa7cf85ULL, 907, 292},    {0xbf21e44003acdd2dULL, 933, 300},
-    {0x8e679c2f5e44ff8fULL, 960, 308},    {0xd433179d9c8cb841ULL, 986, 316},
-    {0x9e19db92b4e31ba9ULL, 1013, 324},   {0xeb96bf6ebadf77d9ULL, 1039, 332},
-    {0xaf87023b9bf0ee6bULL, 1066, 340},
+    {0xb201833b35d63f73ULL, 0x2cd2cc6551e513daULL}, /* 5^309 */
+    {0xde81e40a034bcf4fULL, 0xf8077f7ea65e58d1ULL}, /* 5^310 */
+    {0x8b112e86420f6191ULL, 0xfb04afaf27faf782ULL}, /* 5^311 */
+    {0xadd57a27d29339f6ULL, 0x79c5db9af1f9b563ULL}, /* 5^312 */
+    {0xd94ad8b1c7380874ULL, 0x18375281ae7822bcULL}, /* 5^313 */
+    {0x87cec76f1c830548ULL, 0x8f2293910d0b15b5ULL}, /* 5^314 */
+    {0xa9c2794ae3a3c69aULL, 0xb2eb3875504ddb22ULL}, /* 5^315 */
+    {0xd433179d9c8cb841ULL, 0x5fa60692a46151ebULL}, /* 5^316 */
+    {0x849feec281d7f328ULL, 0xdbc7c41ba6bcd333ULL}, /* 5^317 */
+    {0xa5c7ea73224deff3ULL, 0x12b9b522906c0800ULL}, /* 5^318 */
+    {0xcf39e50feae16befULL, 0xd768226b34870a00ULL}, /* 5^319 */
+    {0x81842f29f2cce375ULL, 0xe6a1158300d46640ULL}, /* 5^320 */
+    {0xa1e53af46f801c53ULL, 0x60495ae3c1097fd0ULL}, /* 5^321 */
+    {0xca5e89b18b602368ULL, 0x385bb19cb14bdfc4ULL}, /* 5^322 */
+    {0xfcf62c1dee382c42ULL, 0x46729e03dd9ed7b5ULL}, /* 5^323 */
+    {0x9e19db92b4e31ba9ULL, 0x6c07a2c26a8346d1ULL}, /* 5^324 */
 };
