@@ -192,13 +192,25 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
     return 0;
 }
 
-/* Pass 1 over the array at s->p ('['): its structure, shape and number count,
- * without parsing a number; chunk boundaries are recorded every CHUNK_NUMBERS
- * numbers (into *chunk_pos, *chunk_idx when not NULL).  Returns 1 and leaves
- * *end after the array, or 0 when the array is not a rectangular all-number
- * array of rank <= LOSS_MAX_RANK. */
+/* Numbers the structure pass parses as it goes: the first PRE_NUMBERS of each
+ * array, so that a small array is read once (a larger one is parsed later, from
+ * where these end, or in chunks). */
+#define PRE_NUMBERS 256
+
+typedef struct prefix {
+    double v[PRE_NUMBERS];
+    size_t n;        /* the first n numbers of the array, parsed */
+    const char *end; /* the text after the n-th */
+} prefix;
+
+/* Pass 1 over the array at start ('['): its structure, shape and number count;
+ * chunk boundaries are recorded every CHUNK_NUMBERS numbers (cuts).  The first
+ * numbers are parsed into pre while they are valid (see prefix).  Returns 1 and
+ * leaves *after after the array, or 0 when the array is not a rectangular
+ * all-number array of rank <= LOSS_MAX_RANK. */
 static int structure(const char *start, const char *end, srv_lifted *out,
-                     const char **after, size_t *cuts, size_t max_cuts, size_t *n_cuts)
+                     const char **after, size_t *cuts, size_t max_cuts, size_t *n_cuts,
+                     prefix *pre)
 {
     size_t dims[LOSS_MAX_RANK], count[LOSS_MAX_RANK];
     int known[LOSS_MAX_RANK] = {0};
@@ -237,9 +249,25 @@ static int structure(const char *start, const char *end, srv_lifted *out,
             }
             if (total % CHUNK_NUMBERS == 0 && *n_cuts < max_cuts)
                 cuts[(*n_cuts)++] = (size_t)((const char *)p - start);
-            p++;
-            while (e - p >= 8 && srv_is_8digits((const char *)p)) p += 8;
-            while (p < e && (cls[*p] == C_START || cls[*p] == C_NUM)) p++;
+            const unsigned char *q = NULL;
+            if (pre->n == total && total < PRE_NUMBERS) {
+                int of = 0;
+                q = (const unsigned char *)srv_parse_number((const char *)p, end,
+                                                            &pre->v[total], &of);
+                if (q && !of && (q == e || !is_numch((char)*q))) {
+                    pre->n++;
+                    pre->end = (const char *)q;
+                } else {
+                    q = NULL; /* not a valid number: the generic walk will say why */
+                }
+            }
+            if (q) {
+                p = q;
+            } else {
+                p++;
+                while (e - p >= 8 && srv_is_8digits((const char *)p)) p += 8;
+                while (p < e && (cls[*p] == C_START || cls[*p] == C_NUM)) p++;
+            }
             count[d]++;
             total++;
         } else {
@@ -290,7 +318,7 @@ static size_t parse_numbers(const char *p, const char *end, double *dst, size_t 
 }
 
 static int lift_structured(scanner *s, srv_lifted *ap, const char *after,
-                           const size_t *cuts, size_t n_cuts);
+                           const size_t *cuts, size_t n_cuts, const prefix *pre);
 
 static int lift_array(scanner *s)
 {
@@ -304,9 +332,13 @@ static int lift_array(scanner *s)
         srv_error_set(s->err, 500, "internal_error", "", "out of memory");
         return -1;
     }
-    int ok = structure(s->p, s->end, &a, &after, cuts, max_cuts, &n_cuts) && a.count > 0;
+    prefix pre;
+    pre.n = 0;
+    pre.end = s->p;
+    int ok =
+        structure(s->p, s->end, &a, &after, cuts, max_cuts, &n_cuts, &pre) && a.count > 0;
     /* (an empty array could as well be an empty list of strings: jansson's) */
-    int rc = ok ? lift_structured(s, &a, after, cuts, n_cuts) : 0;
+    int rc = ok ? lift_structured(s, &a, after, cuts, n_cuts, &pre) : 0;
     if (cuts != local) free(cuts);
     return rc;
 }
@@ -327,7 +359,7 @@ static size_t values_estimate(const scanner *s, const srv_lifted *a, const char 
 }
 
 static int lift_structured(scanner *s, srv_lifted *ap, const char *after,
-                           const size_t *cuts, size_t n_cuts)
+                           const size_t *cuts, size_t n_cuts, const prefix *pre)
 {
     srv_scan *sc = s->scan;
     srv_lifted a = *ap;
@@ -367,7 +399,9 @@ static int lift_structured(scanner *s, srv_lifted *ap, const char *after,
                 sc->n_arrays, a.text_start + cuts[c], 0, c * CHUNK_NUMBERS, 0, 0, 0};
     } else {
         int overflow = 0;
-        if (parse_numbers(s->p, after, sc->values + a.offset, a.count, &overflow))
+        double *v = sc->values + a.offset;
+        memcpy(v, pre->v, pre->n * sizeof *v);
+        if (parse_numbers(pre->end, after, v + pre->n, a.count - pre->n, &overflow))
             return 0; /* the generic walk reports the bad number with its pointer */
         sc->arrays[sc->n_arrays] = a;
     }

@@ -1334,6 +1334,43 @@ static void targeted(void)
         CHECK(r.n_chunks == (sizes[i] > 65536 ? (sizes[i] + 65535) / 65536 : 0),
               "large array of %zu: %zu chunks", sizes[i], r.n_chunks);
     }
+    /* The structure pass parses the first 256 numbers of an array as it goes and
+     * the rest after it: the same numbers as jansson's (the differential) on both
+     * sides of that boundary, and a bad number's pointer on both sides. */
+    static const size_t mid[] = {1, 255, 256, 257, 300, 1000};
+    for (size_t i = 0; i < sizeof mid / sizeof mid[0]; i++) {
+        for (size_t cols = 1; cols <= 2; cols++) {
+            if (mid[i] % cols) continue;
+            large_doc(&t, "v", mid[i], cols, SIZE_MAX, "");
+            jd_result r;
+            jd_run(t.s, t.n, i % 2 ? JD_PARSE_REVERSE : JD_PARSE_ALL, &r);
+            CHECK(r.verdict == JD_SAME_ACCEPT && r.n_arrays == 1 && r.n_values == mid[i],
+                  "array of %zu: verdict %d, %zu arrays, %zu values: %s", mid[i],
+                  r.verdict, r.n_arrays, r.n_values, r.why);
+        }
+    }
+    /* (a malformed number in an array this small is jansson's to report) */
+    static const struct {
+        size_t count, at;
+        const char *token;
+    } bad_mid[] = {
+        {300, 0, "--1"},      {300, 255, "1."},    {300, 256, "1.5.5"},
+        {300, 257, "01"},     {1000, 999, "1e+"},  {257, 255, "1e400"},
+        {257, 256, "-1e999"}, {600, 100, "1e400"},
+    };
+    for (size_t i = 0; i < sizeof bad_mid / sizeof bad_mid[0]; i++) {
+        large_doc(&t, "v", bad_mid[i].count, 1, bad_mid[i].at, bad_mid[i].token);
+        if (strchr(bad_mid[i].token, '9') || strstr(bad_mid[i].token, "400")) {
+            char path[32];
+            snprintf(path, sizeof path, "/v/%zu", bad_mid[i].at);
+            expect_error(t.s, t.n, 422, "non_finite_value", path, 0);
+        } else {
+            jd_result r;
+            jd_run(t.s, t.n, JD_PARSE_ALL, &r);
+            CHECK(r.verdict == JD_SAME_REJECT, "%s at %zu of %zu: verdict %d: %s",
+                  bad_mid[i].token, bad_mid[i].at, bad_mid[i].count, r.verdict, r.why);
+        }
+    }
 
     /* nesting: 64 levels are fine, 65 are not (jansson takes both) */
     char ptr[512];
