@@ -156,16 +156,29 @@ def start_peer(workers, keep_nagle=False):
                      else ", TCP_NODELAY"))
 
 
+def cpu_times():
+    """The machine's CPU times from /proc/stat's "cpu" line (user, nice, system,
+    idle, iowait, irq, softirq, steal, ...), in clock ticks."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
+
+
 def cpu_busy(interval=0.5):
     """The machine's CPU use (0..1) over interval, from /proc/stat."""
-    def sample():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v), v[3] + v[4]  # total, idle + iowait
-    t0, i0 = sample()
+    v0 = cpu_times()
     time.sleep(interval)
-    t1, i1 = sample()
-    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
+    v1 = cpu_times()
+    idle = (v1[3] + v1[4]) - (v0[3] + v0[4])  # idle + iowait
+    return 1.0 - idle / max(sum(v1) - sum(v0), 1)
+
+
+def steal_idle(v0, v1):
+    """Shares of the machine's time between two cpu_times() readings that the
+    hypervisor took (steal: the vCPUs wanted to run and could not) and that
+    nobody used (idle + iowait)."""
+    d = [b - a for a, b in zip(v0, v1)]
+    total = max(sum(d[:8]), 1)  # guest time is counted in user already
+    return (d[7] / total if len(d) > 7 else 0.0), (d[3] + d[4]) / total
 
 
 def settle(limit=0.10, timeout=20.0):
@@ -334,15 +347,19 @@ def run_wrk(server, body_file, args, duration):
     """One wrk run: wrk's figures, and what the run cost in CPU, per request: the
     server's processes (cpu_us, sys_share) and wrk's own (wrk_cpu_us).  For lossd
     also its own view of the same requests (lossd_histogram): inside_mean_us and
-    inside_1ms, the share answered within 1 ms of their headers."""
+    inside_1ms, the share answered within 1 ms of their headers.  And the shares of
+    the machine's time the hypervisor stole (steal) and nobody used (idle) during
+    the run: a virtual machine's slow spells are steal."""
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{duration}s",
            "--timeout", "10s", "-s", POST_LUA, server.url + "/v1/loss"]
     env = dict(os.environ, WRK_BODY_FILE=body_file)
     hist0 = lossd_histogram(server) if server.name == "lossd" else None
     cpu0 = group_cpu(server.proc.pid)
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    m0 = cpu_times()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True,
                          timeout=duration + 60)
+    m1 = cpu_times()
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu1 = group_cpu(server.proc.pid)
     hist1 = lossd_histogram(server) if server.name == "lossd" else None
@@ -359,6 +376,7 @@ def run_wrk(server, body_file, args, duration):
     res["cpu_us"] = used / n * 1e6
     res["sys_share"] = (cpu1[1] - cpu0[1]) / used if used > 0 else 0.0
     res["wrk_cpu_us"] = ((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)) / n * 1e6
+    res["steal"], res["idle"] = steal_idle(m0, m1)
     if hist0 and hist1:
         count = hist1[0] - hist0[0]
         if count > 0:
@@ -592,11 +610,13 @@ def report(args, info, servers, small, large):
               f"the headers to the response queued): mean {ls['inside_mean_us'] / 1e3:.3f} ms "
               f"of wrk's {ls['mean_us'] / 1e3:.3f} ms; {ls['inside_1ms']:.1%} within 1 ms")
     if args.rounds > 1:
-        print("small, every round (req/s, p99 ms):")
+        print("small, every round (req/s, p99 ms, share of the machine's time stolen by the "
+              "hypervisor):")
         for name in names:
             if name in small:
                 print(f"  {name:10} " + "  ".join(
-                    f"{r['rps']:>9,.0f} {r['p99_us'] / 1e3:6.2f}" for r in small[name]["rounds"]))
+                    f"{r['rps']:>9,.0f} {r['p99_us'] / 1e3:6.2f} {r['steal']:5.1%}"
+                    for r in small[name]["rounds"]))
     print("(wrk runs on the same machine and competes with the server for the CPUs.)")
     print("=" * 100)
 
@@ -713,7 +733,8 @@ def main():
                 r = run_wrk(s, body_file, args, args.duration)
                 rounds[s.name].append(r)
                 print(f"          {r['rps']:,.0f} req/s, p50 {r['p50_us'] / 1e3:.3f} ms, "
-                      f"p99 {r['p99_us'] / 1e3:.3f} ms, errors {r['errors']}", flush=True)
+                      f"p99 {r['p99_us'] / 1e3:.3f} ms, errors {r['errors']}; machine: "
+                      f"{r['steal']:.1%} stolen, {r['idle']:.1%} idle", flush=True)
         for name, rs in rounds.items():
             small[name] = {key: statistics.median(r[key] for r in rs)
                            for key in rs[0] if key != "errors"}
