@@ -33,9 +33,14 @@ static int fail(srv_job *j, int status, const char *code, const char *path,
     return -1;
 }
 
+/* out = prefix + suffix, cut at PTR_MAX - 1 bytes (out is neither of them).  Not
+ * snprintf: every request joins a few pointers, and "%s%s" costs 0.1-0.2 us. */
 static void join(char *out, const char *prefix, const char *suffix)
 {
-    snprintf(out, PTR_MAX, "%s%s", prefix, suffix);
+    size_t a = strnlen(prefix, PTR_MAX - 1), b = strnlen(suffix, PTR_MAX - 1 - a);
+    memcpy(out, prefix, a);
+    memcpy(out + a, suffix, b);
+    out[a + b] = '\0';
 }
 
 typedef struct shape_text {

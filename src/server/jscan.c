@@ -652,6 +652,24 @@ void srv_scan_parse(srv_scan *scan, size_t c0, size_t c1)
     }
 }
 
+/* Writes the placeholder "\u0000<k>" (quotes included) at t: 8 bytes and k's
+ * digits, within the 24 reserved for it (k counts arrays of a body: < 10^14).
+ * Returns its length. */
+static size_t placeholder(char *t, size_t k)
+{
+    static const char head[] = "\"\\u0000"; /* 7 characters */
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + k % 10);
+        k /= 10;
+    } while (k);
+    memcpy(t, head, sizeof head - 1);
+    for (size_t i = 0; i < n; i++) t[sizeof head - 1 + i] = digits[n - 1 - i];
+    t[sizeof head - 1 + n] = '"';
+    return sizeof head + n;
+}
+
 int srv_scan_finish(srv_scan *scan, srv_error *err)
 {
     /* The first bad number in document order (chunks are in that order). */
@@ -693,7 +711,7 @@ int srv_scan_finish(srv_scan *scan, srv_error *err)
         memcpy(t + w, scan->body + prev, a->text_start - prev);
         w += a->text_start - prev;
         a->compact_start = w;
-        w += (size_t)snprintf(t + w, 24, "\"\\u0000%zu\"", k);
+        w += placeholder(t + w, k);
         a->compact_end = w;
         prev = a->text_end;
     }
