@@ -43,6 +43,14 @@ static void join(char *out, const char *prefix, const char *suffix)
     out[a + b] = '\0';
 }
 
+/* An optional member: NULL when it is absent or null.  null means "the default"
+ * for every optional member, as it does for the parameters of a loss or penalty. */
+static const json_t *optional(const json_t *obj, const char *key)
+{
+    const json_t *v = json_object_get(obj, key);
+    return json_is_null(v) ? NULL : v;
+}
+
 typedef struct shape_text {
     char s[160];
 } shape_text;
@@ -787,13 +795,13 @@ static int task(srv_job *j, srv_task *t, const json_t *obj)
         srv_pointer_push(p, sizeof p, key, strlen(key));
         if (tensor(j, v, p, &t->in[ix], &t->form[ix], 1)) return -1;
     }
-    const json_t *w = json_object_get(obj, "weights");
-    if (w && !json_is_null(w)) {
+    const json_t *w = optional(obj, "weights");
+    if (w) {
         join(p, t->prefix, "/weights");
         if (tensor(j, w, p, &t->weights, &t->wform, 0)) return -1;
         t->has_weights = 1;
     }
-    const json_t *red = json_object_get(obj, "reduction");
+    const json_t *red = optional(obj, "reduction");
     t->reduction = LOSS_MEAN;
     if (red) {
         join(p, t->prefix, "/reduction");
@@ -875,7 +883,7 @@ static int decode_loss(srv_job *j, const json_t *root)
     static const unsigned bits[] = {SRV_OUT_COST, SRV_OUT_LOSSES, SRV_OUT_GRADIENTS,
                                     SRV_OUT_METRICS};
     if (check_fields(j, root, loss_fields, "", "a /v1/loss request")) return -1;
-    if (outputs(j, json_object_get(root, "outputs"), names, bits,
+    if (outputs(j, optional(root, "outputs"), names, bits,
                 SRV_OUT_COST | SRV_OUT_GRADIENTS))
         return -1;
     j->tasks = calloc(1, sizeof *j->tasks);
@@ -1030,7 +1038,7 @@ static int decode_objective(srv_job *j, const json_t *root)
     static const char *const names[] = {"objective", "gradients", "losses", NULL};
     static const unsigned bits[] = {SRV_OUT_OBJECTIVE, SRV_OUT_GRADIENTS, SRV_OUT_LOSSES};
     if (check_fields(j, root, objective_fields, "", "a /v1/objective request")) return -1;
-    if (outputs(j, json_object_get(root, "outputs"), names, bits,
+    if (outputs(j, optional(root, "outputs"), names, bits,
                 SRV_OUT_OBJECTIVE | SRV_OUT_GRADIENTS))
         return -1;
     const json_t *tasks = json_object_get(root, "tasks");
@@ -1068,7 +1076,7 @@ static int decode_objective(srv_job *j, const json_t *root)
         if (rc > 0)
             return fail(j, 422, "duplicate_task_name", p,
                         "%s: /tasks/%zu is already named \"%s\"", p, was, t->name);
-        const json_t *w = json_object_get(obj, "weight");
+        const json_t *w = optional(obj, "weight");
         t->weight = 1.0;
         if (w) {
             join(p, t->prefix, "/weight");
@@ -1079,7 +1087,7 @@ static int decode_objective(srv_job *j, const json_t *root)
         }
         if (task(j, t, obj)) return -1;
     }
-    if (weighting(j, json_object_get(root, "weighting"))) return -1;
+    if (weighting(j, optional(root, "weighting"))) return -1;
     /* Validate the weights before any work: the factors scale the gradients. */
     double *param = own(j, j->n_tasks), *zero = own(j, j->n_tasks);
     if (!param || !zero) return fail(j, 500, "internal_error", "", "out of memory");
@@ -1093,7 +1101,7 @@ static int decode_objective(srv_job *j, const json_t *root)
         srv_weighting_error(j, &e);
         return -1;
     }
-    const json_t *regs = json_object_get(root, "regularization");
+    const json_t *regs = optional(root, "regularization");
     if (regs && !json_is_array(regs))
         return fail(j, 422, "invalid_field", "/regularization",
                     "/regularization must be an array of penalties");
@@ -1148,7 +1156,7 @@ int srv_codec_decode(srv_job *j)
                     "the body must be a JSON object, not %s", json_type_name(root));
     if (j->ep == SRV_EP_AUTO)
         j->ep = json_object_get(root, "tasks") ? SRV_EP_OBJECTIVE : SRV_EP_LOSS;
-    const json_t *bo = json_object_get(root, "binary_outputs");
+    const json_t *bo = optional(root, "binary_outputs");
     if (bo && !json_is_boolean(bo))
         return fail(j, 422, "invalid_field", "/binary_outputs",
                     "/binary_outputs must be true or false");

@@ -277,3 +277,35 @@ def test_null_penalty_parameters_are_absent(lossd, given, nulls):
     got = lossd.objective(body(nulls))
     assert got.status_code == 200, got.text
     assert got.content == want.content
+
+
+LOSS_BODY = {"loss": "mse", "weights": [1.0, 3.0], "reduction": "sum",
+             "outputs": ["cost", "losses"], "binary_outputs": False,
+             "inputs": {"predictions": [1.0, 2.0], "targets": [0.0, 0.5]}}
+OBJECTIVE_BODY = {
+    "tasks": [{"name": "a", "loss": "mse", "weights": [1.0, 3.0], "reduction": "sum",
+               "weight": 2.0, "inputs": {"predictions": [1.0, 2.0], "targets": [0.0, 0.5]}},
+              {"name": "b", "loss": "mae", "inputs": {"predictions": [1.0], "targets": [3.0]}}],
+    "weighting": {"scheme": "fixed"},
+    "regularization": [{"kind": "l2", "lambda": 0.5, "params": [1.0, -3.0]}],
+    "outputs": ["objective", "losses"], "binary_outputs": False}
+
+
+@pytest.mark.parametrize("where,member", [
+    ("loss", "weights"), ("loss", "reduction"), ("loss", "outputs"),
+    ("loss", "binary_outputs"), ("objective", "weighting"), ("objective", "regularization"),
+    ("objective", "outputs"), ("objective", "binary_outputs"), ("task", "weights"),
+    ("task", "reduction"), ("task", "weight")])
+def test_null_members_are_absent(lossd, where, member):
+    """Every optional member given as null is the same as leaving it out, as for
+    the parameters of a loss or a penalty (a client's None)."""
+    body = copy.deepcopy(LOSS_BODY if where == "loss" else OBJECTIVE_BODY)
+    target = body["tasks"][0] if where == "task" else body
+    del target[member]
+    send = lossd.loss if where == "loss" else lossd.objective
+    want = send(body)
+    assert want.status_code == 200, want.text
+    target[member] = None
+    got = send(body)
+    assert got.status_code == 200, got.text
+    assert got.content == want.content
