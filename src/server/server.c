@@ -1263,7 +1263,16 @@ __attribute__((format(printf, 2, 0))) static void mhd_logger(void *cls, const ch
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
     while (n && msg[n - 1] == '\n') msg[--n] = '\0';
-    srv_log(SRV_LOG_WARN, "libmicrohttpd: %s", msg);
+    /* A client that goes away in the middle of its request is the client's
+     * doing, and such a request is already counted (499) and in the access log:
+     * info, as nginx's "client prematurely closed connection". */
+    static const char *const client_gone[] = {
+        "Connection was closed by remote side with incomplete request",
+        "Socket has been disconnected when reading request"};
+    int level = SRV_LOG_WARN;
+    for (size_t i = 0; i < sizeof client_gone / sizeof client_gone[0]; i++)
+        if (!strncmp(msg, client_gone[i], strlen(client_gone[i]))) level = SRV_LOG_INFO;
+    srv_log(level, "libmicrohttpd: %s", msg);
 }
 
 /* ---- the loops ---- */

@@ -291,6 +291,10 @@ def test_requests_without_a_response_are_counted_499(start_lossd):
     srv.stop()
     lines = [l for l in srv.stderr().splitlines() if " 499 " in l]
     assert len(lines) == 3 and all("id=gone-" in l for l in lines), srv.stderr()[-2000:]
+    # The client's leaving is not a warning (info, as nginx's "client prematurely
+    # closed connection"): the 499 lines say it.
+    warns = [l for l in srv.stderr().splitlines() if " warn: " in l]
+    assert not warns, warns
 
 
 def test_close_mid_body_frees_the_request(start_lossd):
