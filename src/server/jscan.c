@@ -23,6 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* Arrays with more numbers are parsed in chunks of about this many. */
 #define CHUNK_NUMBERS 65536
@@ -71,6 +74,35 @@ static int is_numch(char c)
 {
     unsigned char k = cls[(unsigned char)c];
     return k == C_NUM || k == C_START;
+}
+
+/* The end of the run of number characters that starts at p (not beyond e): 16
+ * bytes at a time with SSE2 (every x86-64), a byte at a time otherwise.  The
+ * structure pass skips most numbers with it, one pass over a large array that no
+ * thread can share. */
+static const unsigned char *skip_numch(const unsigned char *p, const unsigned char *e)
+{
+#if defined(__SSE2__)
+    const __m128i below0 = _mm_set1_epi8('0' - 1), above9 = _mm_set1_epi8('9' + 1),
+                  dot = _mm_set1_epi8('.'), minus = _mm_set1_epi8('-'),
+                  plus = _mm_set1_epi8('+'), lower_e = _mm_set1_epi8('e'),
+                  case_bit = _mm_set1_epi8(0x20);
+    while (e - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        /* bytes from 0x80 are negative here: never digits, as they should be */
+        __m128i digit =
+            _mm_and_si128(_mm_cmpgt_epi8(x, below0), _mm_cmpgt_epi8(above9, x));
+        __m128i other = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(x, dot), _mm_cmpeq_epi8(x, minus)),
+            _mm_or_si128(_mm_cmpeq_epi8(x, plus),
+                         _mm_cmpeq_epi8(_mm_or_si128(x, case_bit), lower_e)));
+        unsigned in = (unsigned)_mm_movemask_epi8(_mm_or_si128(digit, other));
+        if (in != 0xFFFF) return p + __builtin_ctz(~in);
+        p += 16;
+    }
+#endif
+    while (p < e && is_numch((char)*p)) p++;
+    return p;
 }
 
 /* Decodes the escapes of a raw key well enough for a pointer (\uXXXX to UTF-8;
@@ -264,9 +296,7 @@ static int structure(const char *start, const char *end, srv_lifted *out,
             if (q) {
                 p = q;
             } else {
-                p++;
-                while (e - p >= 8 && srv_is_8digits((const char *)p)) p += 8;
-                while (p < e && (cls[*p] == C_START || cls[*p] == C_NUM)) p++;
+                p = skip_numch(p + 1, e);
             }
             count[d]++;
             total++;
@@ -305,14 +335,16 @@ static size_t parse_numbers(const char *p, const char *end, double *dst, size_t 
 {
     for (size_t i = 0; i < count; i++) {
         while (p < end && !(*p == '-' || (*p >= '0' && *p <= '9'))) p++;
-        const char *tok = p;
-        while (p < end && is_numch(*p)) p++;
         int of = 0;
-        const char *q = srv_parse_number(tok, p, &dst[i], &of);
-        if (q != p || of) {
-            *overflow = q == p && of;
+        const char *q = srv_parse_number(p, end, &dst[i], &of);
+        /* the number must be its whole token (the grammar's characters are all
+         * number characters, so the parser stops where the token would) */
+        int whole = q && (q == end || !is_numch(*q));
+        if (!whole || of) {
+            *overflow = whole && of;
             return i + 1;
         }
+        p = q;
     }
     return 0;
 }

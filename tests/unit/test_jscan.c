@@ -1349,6 +1349,31 @@ static void targeted(void)
                   r.verdict, r.n_arrays, r.n_values, r.why);
         }
     }
+    /* The structure pass finds where a number ends 16 bytes at a time: every byte
+     * that can end it or spoil it, at every place of a long number, in an array
+     * (the scanner's verdict and numbers must be jansson's), also near the end of
+     * the body where fewer than 16 bytes are left. */
+    static const char odd[] = {'x', ' ', ',',  ']',        '"',        '/',       ':',
+                               '@', '[', '\t', 'E',        'e',        '+',       '-',
+                               '.', '0', 0x7F, (char)0x80, (char)0xC3, (char)0xFF};
+    for (size_t at = 0; at < 24; at++) {
+        for (size_t o = 0; o < sizeof odd; o++) {
+            for (int tail = 0; tail < 2; tail++) {
+                char num[32] = "-1234567.8901234567890123e-7";
+                num[1 + at] = odd[o];
+                char doc[96];
+                int len = snprintf(doc, sizeof doc,
+                                   tail ? "{\"a\":[%s]}" : "{\"a\":[%s,5e-1,7]}", num);
+                jd_result r;
+                jd_run(doc, (size_t)len, JD_PARSE_ALL, &r);
+                CHECK(r.verdict == JD_SAME_ACCEPT || r.verdict == JD_SAME_REJECT,
+                      "%s: verdict %d: %s", doc, r.verdict, r.why);
+                /* and a valid one is lifted, not left to jansson */
+                CHECK(r.verdict != JD_SAME_ACCEPT || r.n_arrays == 1,
+                      "%s: %zu arrays lifted", doc, r.n_arrays);
+            }
+        }
+    }
     /* (a malformed number in an array this small is jansson's to report) */
     static const struct {
         size_t count, at;
