@@ -10,8 +10,8 @@
  * lifted arrays.  A real string can never look like a placeholder: the scanner
  * rejects "\u0000" in strings, as jansson does by default.
  *
- * Large arrays are only structured here; their numbers are parsed afterwards in
- * chunks (srv_scan_parse), which the server spreads over the pool.
+ * Of a large array only the first chunk of numbers is parsed here; the others
+ * are parsed afterwards (srv_scan_parse), which the server spreads over the pool.
  *
  * The scanner also tracks where it is (object keys and array indices), so that a
  * NaN or Infinity token or a number beyond the double range is reported as a 422
@@ -224,16 +224,34 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
     return 0;
 }
 
-/* Numbers the structure pass parses as it goes: the first PRE_NUMBERS of each
- * array, so that a small array is read once (a larger one is parsed later, from
- * where these end, or in chunks). */
-#define PRE_NUMBERS 256
+/* The numbers the structure pass parses as it goes: the first CHUNK_NUMBERS of an
+ * array (while they are valid), so that an array is read once; a larger one's
+ * first chunk is then parsed already, and the others are parsed in chunks. */
+#define PRE_LOCAL 256
 
 typedef struct prefix {
-    double v[PRE_NUMBERS];
+    double local[PRE_LOCAL];
+    double *v;       /* local, or an srv_mem block when the array is longer */
+    size_t cap;      /* of v */
     size_t n;        /* the first n numbers of the array, parsed */
     const char *end; /* the text after the n-th */
 } prefix;
+
+/* Room in pre for one more number; 0 when there is none (out of memory: the
+ * numbers after these are parsed later instead). */
+static int prefix_room(prefix *pre)
+{
+    if (pre->n < pre->cap) return 1;
+    if (pre->cap >= CHUNK_NUMBERS) return 0;
+    size_t cap = pre->cap * 16 < CHUNK_NUMBERS ? pre->cap * 16 : CHUNK_NUMBERS;
+    double *v = pre->v == pre->local ? srv_mem_alloc(cap * sizeof *v)
+                                     : srv_mem_realloc(pre->v, cap * sizeof *v);
+    if (!v) return 0;
+    if (pre->v == pre->local) memcpy(v, pre->local, pre->n * sizeof *v);
+    pre->v = v;
+    pre->cap = cap;
+    return 1;
+}
 
 /* Pass 1 over the array at start ('['): its structure, shape and number count;
  * chunk boundaries are recorded every CHUNK_NUMBERS numbers (cuts).  The first
@@ -282,7 +300,7 @@ static int structure(const char *start, const char *end, srv_lifted *out,
             if (total % CHUNK_NUMBERS == 0 && *n_cuts < max_cuts)
                 cuts[(*n_cuts)++] = (size_t)((const char *)p - start);
             const unsigned char *q = NULL;
-            if (pre->n == total && total < PRE_NUMBERS) {
+            if (pre->n == total && prefix_room(pre)) {
                 int of = 0;
                 q = (const unsigned char *)srv_parse_number((const char *)p, end,
                                                             &pre->v[total], &of);
@@ -365,12 +383,15 @@ static int lift_array(scanner *s)
         return -1;
     }
     prefix pre;
+    pre.v = pre.local;
+    pre.cap = PRE_LOCAL;
     pre.n = 0;
     pre.end = s->p;
     int ok =
         structure(s->p, s->end, &a, &after, cuts, max_cuts, &n_cuts, &pre) && a.count > 0;
     /* (an empty array could as well be an empty list of strings: jansson's) */
     int rc = ok ? lift_structured(s, &a, after, cuts, n_cuts, &pre) : 0;
+    if (pre.v != pre.local) srv_mem_free(pre.v);
     if (cuts != local) free(cuts);
     return rc;
 }
@@ -426,7 +447,13 @@ static int lift_structured(scanner *s, srv_lifted *ap, const char *after,
             srv_error_set(s->err, 500, "internal_error", "", "out of memory");
             return -1;
         }
-        for (size_t c = 0; c < n_cuts; c++)
+        /* The first chunk is parsed when all its numbers were valid. */
+        size_t c = 0;
+        if (pre->n == CHUNK_NUMBERS) {
+            memcpy(sc->values + a.offset, pre->v, CHUNK_NUMBERS * sizeof(double));
+            c = 1;
+        }
+        for (; c < n_cuts; c++)
             sc->chunks[sc->n_chunks++] = (srv_numchunk){
                 sc->n_arrays, a.text_start + cuts[c], 0, c * CHUNK_NUMBERS, 0, 0, 0};
     } else {

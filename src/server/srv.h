@@ -139,8 +139,9 @@ typedef struct srv_error {
 /* Scans body[0..len) (borrowed until srv_scan_free): checks numbers outside
  * lifted arrays (422 non_finite_value with the pointer for NaN/Infinity tokens and
  * overflowing numbers), enforces the nesting limit, structures every rectangular
- * all-number array and parses the numbers of the small ones; the large ones get
- * chunks (scan->chunks) for srv_scan_parse.  Malformed JSON is left for jansson.
+ * all-number array and parses the numbers of the small ones and the first chunk
+ * of the large ones; the rest get chunks (scan->chunks) for srv_scan_parse.
+ * Malformed JSON is left for jansson.
  * Returns 0, or -1 with err filled. */
 int srv_scan_body(const char *body, size_t len, srv_scan *scan, srv_error *err);
 /* Parses chunks [c0, c1) (any split, any thread). */

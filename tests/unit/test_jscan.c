@@ -1331,13 +1331,23 @@ static void targeted(void)
                   r.n_large == (size_t)(sizes[i] > 65536),
               "large array of %zu: verdict %d, %zu arrays, %zu values, %zu chunks: %s",
               sizes[i], r.verdict, r.n_arrays, r.n_values, r.n_chunks, r.why);
-        CHECK(r.n_chunks == (sizes[i] > 65536 ? (sizes[i] + 65535) / 65536 : 0),
+        /* the first chunk is parsed in the scan already, the others later */
+        CHECK(r.n_chunks == (sizes[i] > 65536 ? (sizes[i] + 65535) / 65536 - 1 : 0),
               "large array of %zu: %zu chunks", sizes[i], r.n_chunks);
     }
-    /* The structure pass parses the first 256 numbers of an array as it goes and
-     * the rest after it: the same numbers as jansson's (the differential) on both
-     * sides of that boundary, and a bad number's pointer on both sides. */
-    static const size_t mid[] = {1, 255, 256, 257, 300, 1000};
+    /* ... unless a number of the first chunk is bad: then it is a chunk too */
+    large_doc(&t, "big", 131073, 1, 65535, "1e400");
+    {
+        jd_result r;
+        jd_run(t.s, t.n, JD_PARSE_ALL, &r);
+        CHECK(r.n_chunks == 3, "a bad number in the first chunk: %zu chunks", r.n_chunks);
+    }
+    expect_error(t.s, t.n, 422, "non_finite_value", "/big/65535", 0);
+    /* The structure pass parses an array's numbers as it goes, into a buffer of
+     * 256 that grows (16 times, up to 65,536), and stops at a bad one; the rest
+     * are parsed after it: the same numbers as jansson's (the differential)
+     * around those sizes, and a bad number's pointer on both sides. */
+    static const size_t mid[] = {1, 255, 256, 257, 300, 1000, 4095, 4096, 4097, 20000};
     for (size_t i = 0; i < sizeof mid / sizeof mid[0]; i++) {
         for (size_t cols = 1; cols <= 2; cols++) {
             if (mid[i] % cols) continue;
@@ -1379,9 +1389,10 @@ static void targeted(void)
         size_t count, at;
         const char *token;
     } bad_mid[] = {
-        {300, 0, "--1"},      {300, 255, "1."},    {300, 256, "1.5.5"},
-        {300, 257, "01"},     {1000, 999, "1e+"},  {257, 255, "1e400"},
-        {257, 256, "-1e999"}, {600, 100, "1e400"},
+        {300, 0, "--1"},       {300, 255, "1."},      {300, 256, "1.5.5"},
+        {300, 257, "01"},      {1000, 999, "1e+"},    {257, 255, "1e400"},
+        {257, 256, "-1e999"},  {600, 100, "1e400"},   {5000, 4096, "1.e5"},
+        {5000, 4097, "1e999"}, {20000, 19999, "--2"},
     };
     for (size_t i = 0; i < sizeof bad_mid / sizeof bad_mid[0]; i++) {
         large_doc(&t, "v", bad_mid[i].count, 1, bad_mid[i].at, bad_mid[i].token);
