@@ -371,13 +371,18 @@ void srv_job_complete(srv_job *j)
     j->t_encode += srv_now_ns() - t0;
 }
 
-void srv_job_finish(srv_job *j)
+void srv_job_encode_here(srv_job *j)
 {
     uint64_t t0 = srv_now_ns();
-    srv_job_prepare(j);
     srv_job_encode(j, 0, j->n_echunks);
     j->t_encode += srv_now_ns() - t0;
     srv_job_complete(j);
+}
+
+void srv_job_finish(srv_job *j)
+{
+    srv_job_prepare(j); /* each of the three adds its own time to t_encode */
+    srv_job_encode_here(j);
 }
 
 static void srv_output_free_parts(srv_output *o)

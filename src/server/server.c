@@ -583,8 +583,7 @@ static void compute_or_defer(request *r)
             r->phase = PH_ENCODE;
             return;
         }
-        srv_job_encode(j, 0, j->n_echunks);
-        srv_job_complete(j);
+        srv_job_encode_here(j);
         r->phase = PH_DONE;
         return;
     }
@@ -654,8 +653,7 @@ static void work_finish(uv_work_t *w)
         r->phase = PH_ENCODE;
         return;
     }
-    srv_job_encode(&r->job, 0, r->job.n_echunks);
-    srv_job_complete(&r->job);
+    srv_job_encode_here(&r->job);
     r->phase = PH_DONE;
 }
 

@@ -367,7 +367,9 @@ void srv_job_encode(srv_job *j, size_t c0, size_t c1);
 /* Phase 3c: checks the chunks and frees the job's working memory; the response
  * is then ready (srv_job_output). */
 void srv_job_complete(srv_job *j);
-/* srv_job_prepare, srv_job_encode of every chunk, srv_job_complete. */
+/* srv_job_encode of every chunk on this thread (timed), then srv_job_complete. */
+void srv_job_encode_here(srv_job *j);
+/* srv_job_prepare, then srv_job_encode_here. */
 void srv_job_finish(srv_job *j);
 /* Takes the response out of a completed job (NULL when out of memory); free it
  * with srv_output_free. */
