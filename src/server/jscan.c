@@ -717,16 +717,11 @@ void srv_scan_parse(srv_scan *scan, size_t c0, size_t c1)
 static size_t placeholder(char *t, size_t k)
 {
     static const char head[] = "\"\\u0000"; /* 7 characters */
-    char digits[20];
-    size_t n = 0;
-    do {
-        digits[n++] = (char)('0' + k % 10);
-        k /= 10;
-    } while (k);
-    memcpy(t, head, sizeof head - 1);
-    for (size_t i = 0; i < n; i++) t[sizeof head - 1 + i] = digits[n - 1 - i];
-    t[sizeof head - 1 + n] = '"';
-    return sizeof head + n;
+    size_t n = sizeof head - 1;
+    memcpy(t, head, n);
+    n += srv_fmt_uint(t + n, k);
+    t[n++] = '"';
+    return n;
 }
 
 int srv_scan_finish(srv_scan *scan, srv_error *err)

@@ -39,7 +39,7 @@ static inline uint64_t load8(const char *p)
     return v;
 }
 
-int srv_is_8digits(const char *p)
+static int is_8digits(const char *p)
 {
     uint64_t v = load8(p);
     return ((v & 0xF0F0F0F0F0F0F0F0ULL) |
@@ -124,7 +124,7 @@ const char *srv_parse_number(const char *s, const char *end, double *out, int *o
     if (*p == '0') {
         p++;
     } else {
-        while (end - p >= 8 && ndig <= 11 && srv_is_8digits(p)) {
+        while (end - p >= 8 && ndig <= 11 && is_8digits(p)) {
             mant = mant * 100000000u + parse8(p);
             ndig += 8;
             p += 8;
@@ -146,7 +146,7 @@ const char *srv_parse_number(const char *s, const char *end, double *out, int *o
             frac_kept++;
             p++;
         }
-        while (end - p >= 8 && ndig <= 11 && srv_is_8digits(p)) {
+        while (end - p >= 8 && ndig <= 11 && is_8digits(p)) {
             mant = mant * 100000000u + parse8(p);
             ndig += 8;
             frac_kept += 8;
@@ -339,6 +339,18 @@ static const char *float_digits(float v, char *buf, int *n, int *x)
     uint64_t d = be ? schubfach(sig | (1u << 23), be - 150, sig == 0 && be > 1, &k)
                     : schubfach(sig, -149, 0, &k);
     return write_digits(d, k, buf, n, x);
+}
+
+size_t srv_fmt_uint(char *buf, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++) buf[i] = digits[n - 1 - i];
+    return n;
 }
 
 /* Python repr's layout: fixed notation for 1e-4 <= |v| < 1e16, else d.ddde+XX.

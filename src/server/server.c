@@ -234,14 +234,8 @@ static void request_id(ioloop *io, request *r)
  * writes one Server-Timing header per response, without printf's float path. */
 static char *put_ms(char *p, uint64_t ns)
 {
-    uint64_t us = (ns + 500) / 1000, ms = us / 1000;
-    char digits[24];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + ms % 10);
-        ms /= 10;
-    } while (ms);
-    while (n) *p++ = digits[--n];
+    uint64_t us = (ns + 500) / 1000;
+    p += srv_fmt_uint(p, us / 1000);
     *p++ = '.';
     *p++ = (char)('0' + us / 100 % 10);
     *p++ = (char)('0' + us / 10 % 10);

@@ -73,8 +73,8 @@ void srv_buf_free(srv_buf *b);
  * (the value is then +-inf). */
 const char *srv_parse_number(const char *s, const char *end, double *out, int *overflow);
 
-/* Whether the 8 bytes at p are ASCII digits (p must have 8 readable bytes). */
-int srv_is_8digits(const char *p);
+/* Writes v in decimal at buf (at most 20 bytes, no NUL); returns the length. */
+size_t srv_fmt_uint(char *buf, uint64_t v);
 
 /* Writes the shortest decimal text that reads back as exactly v, JSON syntax,
  * integral values with ".0" (as Python's repr: 0.1, 1e+20, 2.0, -0.0, 1e-07).

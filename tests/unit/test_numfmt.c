@@ -145,7 +145,10 @@ static int oracle(double v, int is_float, char *digits, int *x)
         if (*t != '.') digits[n++] = *t;
     while (n > 1 && digits[n - 1] == '0') n--;
     digits[n] = '\0';
-    *x = atoi(t + 1);
+    char *end;
+    long ex = strtol(t + 1, &end, 10);
+    CHECK(*end == '\0' && ex > -400 && ex < 400, "printf wrote the exponent %s", t);
+    *x = (int)ex;
     return n;
 }
 
@@ -161,7 +164,12 @@ static int digits_of(const char *s, char *digits, int *x)
         else
             all[na++] = *s;
     }
-    if (*s == 'e') e = atoi(s + 1);
+    if (*s == 'e') {
+        char *end;
+        long ex = strtol(s + 1, &end, 10);
+        CHECK(*end == '\0' && ex > -400 && ex < 400, "an exponent %s", s);
+        e = (int)ex;
+    }
     if (point < 0) point = na;
     int f = 0;
     while (f < na - 1 && all[f] == '0') f++;
