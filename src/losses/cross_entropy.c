@@ -124,12 +124,15 @@ static void row_logits(const loss_plan *p, const double *x, const double *yrow, 
 {
     size_t K = p->k;
     double s = loss__row_expsum(x, K, m, g); /* g holds the exponentials */
-    double lse = m + loss__row_log(s);
+    /* -log p_k = (m - x_k) + log s: m - x_k first, which is exact where the two are
+     * close, so that large logits keep their differences (m + log s would round
+     * log s away: logits of 1e17 gave a loss of 0 for log 2). */
+    double log_s = loss__row_log(s);
     int plain = p->mode == MODE_INDEX && p->spec.label_smoothing == 0.0;
     if (plain) {
         /* The common case: only the target's term. */
         double wc = p->spec.class_weights.data ? p->spec.class_weights.data[c] : 1.0;
-        *l = wc * (lse - x[c]);
+        *l = wc * ((m - x[c]) + log_s);
         if (g) {
             loss__row_scale(g, K, cs * wc / s);
             g[c] -= cs * wc;
@@ -139,7 +142,7 @@ static void row_logits(const loss_plan *p, const double *x, const double *yrow, 
     double loss = 0, a_sum = 0;
     for (size_t k = 0; k < K; k++) {
         double a = coef(p, yrow, c, k);
-        loss += a * (lse - x[k]);
+        loss += a * ((m - x[k]) + log_s);
         a_sum += a;
     }
     *l = loss;

@@ -819,6 +819,22 @@ def gen_cross_entropy(rng):
     B.add(cid("cross_entropy", sent, keys, (2, 3), "none", "sum", "all_ignored"),
           loss_req("cross_entropy", sent, {"predictions": normal(rng, (2, 3)), "targets": [-100, -100]},
                    None, "sum"))
+    # large logits: a softmax does not see a common offset, so the losses are those
+    # of the small differences (lossd computed log-sum-exp - x_c and lost them)
+    for off in (1e4, 1e8, 1e12, 1e17):
+        xo = off + normal(rng, (6, 4)) if off < 1e17 else np.array(
+            [[off, off, off, off], [off, off, -off, -off], [-off, -off, -off, -off]] * 2)
+        yo = [int(t) for t in rng.integers(0, 4, size=6)]
+        for sent, red in [({}, "mean"), ({"label_smoothing": 0.2}, "sum")]:
+            B.add(cid("cross_entropy", sent, keys, xo.shape, "none", red, "targets=index",
+                      f"large_logits={off:g}"),
+                  loss_req("cross_entropy", sent, {"predictions": xo, "targets": yo}, None, red))
+        sent = {}
+        B.add(cid("cross_entropy", sent, keys, xo.shape, "none", "mean", "targets=prob",
+                  f"large_logits={off:g}"),
+              loss_req("cross_entropy", sent, {"predictions": xo,
+                                               "targets": rng.dirichlet(np.ones(4), size=6)},
+                       None, "mean"))
     return B
 
 
@@ -895,6 +911,15 @@ def gen_focal(rng):
                       ({"gamma": 0.5, "alpha": [0.3, 0.6, 0.9], "from": "probabilities"}, "sum")]:
         B.add(cid("focal", sent, keys, pm.shape, "none", red, "multiclass", "extreme_p_t_1"),
               loss_req("focal", sent, {"predictions": pm, "targets": ymm}, None, red))
+    # large multi-class logits (see gen_cross_entropy)
+    for off in (1e4, 1e12, 1e17):
+        xo = off + normal(rng, (6, 4)) if off < 1e17 else np.array(
+            [[off, off, off, off], [off, off, -off, -off], [-off, -off, -off, -off]] * 2)
+        yo = [int(t) for t in rng.integers(0, 4, size=6)]
+        for sent, red in [({}, "mean"), ({"gamma": 0.5, "alpha": [0.2, 0.5, 0.9, 1.0]}, "sum")]:
+            B.add(cid("focal", sent, keys, xo.shape, "none", red, "multiclass",
+                      f"large_logits={off:g}"),
+                  loss_req("focal", sent, {"predictions": xo, "targets": yo}, None, red))
     return B
 
 
