@@ -213,8 +213,8 @@ typedef struct loss_spec {
 LOSS_API int loss_spec_init(loss_spec *s, const char *name, loss_error *err);
 /* Set one parameter.  LOSS_EUNKNOWN_PARAM, LOSS_EPARAM_TYPE when the parameter has
  * another type, LOSS_EPARAM_RANGE when the value is out of range.  Vectors are
- * borrowed until the spec is no longer used.  set_none clears an optional
- * parameter (JSON null); it is LOSS_EPARAM_TYPE for parameters with a default. */
+ * borrowed until the spec is no longer used.  set_none (JSON null) is the same as
+ * not setting the parameter: it takes its default again, or none if it has none. */
 LOSS_API int loss_spec_set_number(loss_spec *s, const char *param, double v,
                                   loss_error *err);
 LOSS_API int loss_spec_set_bool(loss_spec *s, const char *param, int v, loss_error *err);

@@ -131,9 +131,9 @@ int loss_penalty_init(loss_penalty *pen, const char *kind, loss_error *err)
     return 0;
 }
 
-/* A parameter with a default (l1_ratio) counts when it is given at all; one
- * without (lambda, prior, sigma, b, dataset_size) when it has a value: null is
- * the same as leaving it out. */
+/* A parameter with a default (l1_ratio) counts when it is given, even at its
+ * default; one without (lambda, prior, sigma, b, dataset_size) when it has a
+ * value.  null is the same as leaving either out (loss_params_set_none). */
 #define GIVEN(pen, i) (((pen)->given >> (i)) & 1u)
 #define HAS(pen, i)   (((pen)->present >> (i)) & 1u)
 

@@ -108,6 +108,23 @@ static int in_range(const loss_param_desc *d, double v)
     return 1;
 }
 
+/* Parameter ix back to its default, or to none where it has no default. */
+static void reset(const loss_param_set *ps, size_t ix)
+{
+    const loss_param_desc *d = &ps->params[ix];
+    if (d->type == LOSS_PARAM_VECTOR || d->type == LOSS_PARAM_NUMBER_OR_VECTOR)
+        *vec_field(ps, d) = (loss_vec){NULL, 0};
+    if (!d->has_default) {
+        *ps->present &= ~(1u << ix);
+        return;
+    }
+    if (d->type == LOSS_PARAM_BOOL || d->type == LOSS_PARAM_ENUM)
+        *int_field(ps, d) = (int)d->def;
+    else
+        *num_field(ps, d) = d->def;
+    *ps->present |= 1u << ix;
+}
+
 int loss_params_set_number(const loss_param_set *ps, const char *name, double v,
                            loss_error *err)
 {
@@ -196,10 +213,8 @@ int loss_params_set_none(const loss_param_set *ps, const char *name, loss_error 
     const loss_param_desc *d;
     int rc = lookup(ps, name, &ix, &d, err);
     if (rc) return rc;
-    if (d->has_default) return wrong_type(d, "null", err);
-    if (d->type == LOSS_PARAM_VECTOR || d->type == LOSS_PARAM_NUMBER_OR_VECTOR)
-        *vec_field(ps, d) = (loss_vec){NULL, 0};
-    mark(ps, ix, 0);
+    reset(ps, ix); /* null is the same as leaving it out */
+    *ps->given &= ~(1u << ix);
     return 0;
 }
 
@@ -240,17 +255,7 @@ static void set_defaults(const loss_param_set *ps)
 {
     *ps->given = 0;
     *ps->present = 0;
-    for (size_t i = 0; i < ps->n_params; i++) {
-        const loss_param_desc *d = &ps->params[i];
-        if (d->type == LOSS_PARAM_VECTOR || d->type == LOSS_PARAM_NUMBER_OR_VECTOR)
-            *vec_field(ps, d) = (loss_vec){NULL, 0};
-        if (!d->has_default) continue;
-        if (d->type == LOSS_PARAM_BOOL || d->type == LOSS_PARAM_ENUM)
-            *int_field(ps, d) = (int)d->def;
-        else
-            *num_field(ps, d) = d->def;
-        *ps->present |= 1u << i;
-    }
+    for (size_t i = 0; i < ps->n_params; i++) reset(ps, i);
 }
 
 /* ---- loss specs ---- */

@@ -174,8 +174,6 @@ CASES = [
      422, "parameter_out_of_range", "/loss/from"),
     ("invalid_parameter_integer", L, {"loss": {"name": "cross_entropy", "ignore_index": 1.5}, "inputs": CE},
      422, "invalid_parameter", "/loss/ignore_index"),
-    ("invalid_parameter_null_required", L, {"loss": {"name": "focal", "gamma": None}, "inputs": {"predictions": [1.0], "targets": [1.0]}},
-     422, "invalid_parameter", "/loss/gamma"),
     ("invalid_parameter_object", L, {"loss": {"name": "huber", "delta": {"x": 1}}, "inputs": {"predictions": [1.0], "targets": [1.0]}},
      422, "invalid_parameter", "/loss/delta"),
     ("focal_alpha_length", L, {"loss": {"name": "focal", "alpha": [0.5, 0.5, 0.5]}, "inputs": {"predictions": [[1.0, 2.0]], "targets": [1]}},

@@ -264,10 +264,11 @@ def test_echoed_spec_can_be_sent_back(lossd):
     ({"lambda": 0.5}, {"prior": None, "sigma": None, "b": None, "dataset_size": None}),
     ({"prior": "gaussian", "sigma": 2.0}, {"lambda": None, "b": None}),
     ({"lambda": 0.5, "dataset_size": 4}, {"prior": None}),
+    ({"lambda": 0.5}, {"l1_ratio": None}),  # l2 takes no l1_ratio, but null is none
 ])
 def test_null_penalty_parameters_are_absent(lossd, given, nulls):
-    """The penalty fields without a default are nullable in the schema: null is
-    the same as leaving the field out (Python's None from a client's dataclass)."""
+    """Every penalty field is nullable in the schema: null is the same as leaving
+    the field out (Python's None from a client's dataclass)."""
     def body(extra):
         return {"tasks": [{"name": "a", "loss": "mse",
                            "inputs": {"predictions": [1.0, 2.0], "targets": [0.0, 0.5]}}],
@@ -277,6 +278,25 @@ def test_null_penalty_parameters_are_absent(lossd, given, nulls):
     got = lossd.objective(body(nulls))
     assert got.status_code == 200, got.text
     assert got.content == want.content
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_null_loss_parameters_are_absent(lossd, name):
+    """Each parameter of each loss in the catalog, given as null, is the same as
+    leaving it out: its default, or none (a client's None); all of them at once too."""
+    params = [q["name"] for q in lossd.get(f"/v1/losses/{name}").json()["parameters"]]
+    assert params or name in ("mse", "mae")
+    base = copy.deepcopy(load_reference(name)[0]["request"])
+    base["loss"] = {"name": name}  # every parameter at its default
+    want = lossd.loss(base)
+    assert want.status_code == 200, want.text
+    for subset in [[q] for q in params] + [params]:
+        body = copy.deepcopy(base)
+        body["loss"].update({q: None for q in subset})
+        got = lossd.loss(body)
+        assert got.status_code == 200, f"{subset}: {got.text}"
+        assert got.content == want.content, subset
+
 
 
 LOSS_BODY = {"loss": "mse", "weights": [1.0, 3.0], "reduction": "sum",

@@ -108,6 +108,23 @@ def test_loss_response_schema(lossd, case):
     check_against_spec("/v1/loss", "post", lossd.loss(req), 200, "default outputs")
 
 
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_null_parameters_request_schema(lossd, name):
+    """A request with every parameter of its loss null (the catalog's list) is valid
+    by the request schema, as lossd takes it; a wrong type is not."""
+    params = [q["name"] for q in lossd.get(f"/v1/losses/{name}").json()["parameters"]]
+    req = copy.deepcopy(load_reference(name)[0]["request"])
+    req["loss"] = dict({"name": name}, **{q: None for q in params})
+    schema = {"$ref": "#/components/schemas/LossRequest"}
+    validate(req, schema, f"{name} with null parameters")
+    assert lossd.loss(req).status_code == 200
+    for q in params:
+        bad = copy.deepcopy(req)
+        bad["loss"][q] = {"x": 1}
+        assert list(Draft202012Validator(schema, resolver=RESOLVER).iter_errors(bad)), q
+        assert lossd.loss(bad).status_code == 422, q
+
+
 def test_empty_outputs_schema(lossd):
     req = copy.deepcopy(load_reference("elbo")[0]["request"])
     req["outputs"] = []

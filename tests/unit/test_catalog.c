@@ -152,6 +152,18 @@ static void check_table(void)
     CHECK(loss_spec_set_none(&s, "ignore_index", &e) == 0, "%s", e.message);
     loss_spec_get(&s, (size_t)loss_param_index(s.desc, "ignore_index"), &v);
     CHECK(!v.present, "ignore_index cleared");
+    /* null for a parameter with a default: the default again, and not given */
+    CHECK(loss_spec_set_none(&s, "from", &e) == 0, "%s", e.message);
+    loss_spec_get(&s, (size_t)loss_param_index(s.desc, "from"), &v);
+    CHECK(v.present && !strcmp(v.string, "logits"), "from back to its default");
+    CHECK(loss_spec_init(&s, "elbo", &e) == 0, "elbo");
+    CHECK(loss_spec_set_number(&s, "sigma", 2.0, &e) == 0, "%s", e.message);
+    CHECK(loss_spec_set_none(&s, "sigma", &e) == 0, "%s", e.message);
+    CHECK(s.sigma == 1.0 &&
+              !((s.given >> (size_t)loss_param_index(s.desc, "sigma")) & 1u),
+          "sigma back to 1 and not given");
+    CHECK(loss_spec_set_none(&s, "nope", &e) == LOSS_EUNKNOWN_PARAM,
+          "null for no such parameter");
     CHECK(loss_spec_init(&s, "focal", &e) == 0, "focal");
     CHECK(loss_spec_set_number(&s, "alpha", 0.25, &e) == 0, "%s", e.message);
     loss_spec_get(&s, (size_t)loss_param_index(s.desc, "alpha"), &v);

@@ -85,9 +85,6 @@ static void loss_requests(void)
     expect("{\"loss\":{\"name\":\"huber\",\"delta\":\"big\"},\"inputs\":{\"predictions\":"
            "[1],\"targets\":[2]}}",
            LOSS_EPARAM_TYPE, P, "delta", -1, NULL);
-    expect("{\"loss\":{\"name\":\"huber\",\"delta\":null},\"inputs\":{\"predictions\":[1]"
-           ",\"targets\":[2]}}",
-           LOSS_EPARAM_TYPE, P, "delta", -1, NULL);
     expect("{\"loss\":{\"name\":\"hinge\",\"squared\":1},\"inputs\":{\"predictions\":[1],"
            "\"targets\":[1]}}",
            LOSS_EPARAM_TYPE, P, "squared", -1,
