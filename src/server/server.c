@@ -401,6 +401,35 @@ static enum MHD_Result respond_json(request *r, int status, const char *text)
 
 /* ---- routing ---- */
 
+/* libmicrohttpd's percent-decoding of request targets, but for %00: a NUL would
+ * end the path early, so that "/healthz%00x" would be /healthz.  It stays as it
+ * is, and such a path matches no route (404). */
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    char *w = s;
+    for (const char *p = s; *p;) {
+        int hi = p[0] == '%' ? hexval(p[1]) : -1, lo = hi >= 0 ? hexval(p[2]) : -1;
+        if (lo >= 0 && (hi | lo)) {
+            *w++ = (char)(hi * 16 + lo);
+            p += 3;
+        } else {
+            *w++ = *p++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
 /* The route of a request target; *path is its path (the target itself, or what
  * follows the authority of one in absolute form). */
 static int route_of(const char *url, int *metric, const char **path)
@@ -1558,6 +1587,7 @@ static struct MHD_Daemon *start_daemon(ioloop *io, int v6)
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, io},
         {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, io},
         {MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1, NULL},
+        {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape, NULL},
         {cfg->tls_cert ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, cfg->tls_key_pem},
         {MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls_cert_pem},
         {MHD_OPTION_END, 0, NULL},

@@ -461,6 +461,20 @@ def test_404(lossd):
     check_error(r, 404, "not_found", "")
 
 
+def test_percent_encoded_paths(lossd):
+    """Targets are percent-decoded, but %00 is not a path's end: before, the NUL
+    cut "/healthz%00abc" to /healthz (200) and "/v1/loss%00" evaluated."""
+    for path in ("/healthz%00abc", "/healthz%00", "/v1/losses%00/x", "/openapi.yaml%00.txt"):
+        check_error(lossd.get(path), 404, "not_found", "")
+    check_error(lossd.post("/v1/loss%00", mse()), 404, "not_found", "")
+    check_error(lossd.get("/v1/losses/mse%00junk"), 404, "unknown_loss", "")
+    for path in ("/healthz%zz", "/healthz%2", "/healthz%"):
+        check_error(lossd.get(path), 404, "not_found", "")
+    # the rest decodes as before
+    assert lossd.get("/v1/lo%73ses/ms%65").json()["name"] == "mse"
+    assert lossd.get("/health%7A").status_code == 200
+
+
 def _allow(r):
     return {m.strip() for m in r.headers.get("Allow", "").split(",") if m.strip()}
 
