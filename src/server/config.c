@@ -18,7 +18,8 @@ typedef struct opt {
     const char *def, *help;
 } opt;
 
-#define OFF(f) offsetof(srv_config, f)
+#define OFF(f)               offsetof(srv_config, f)
+#define DEFAULT_MAX_ELEMENTS 50000000ULL
 static const opt opts[] = {
     {"bind", "LOSSD_BIND", "ADDR", T_STR, OFF(bind), 0, 0, "127.0.0.1",
      "address to listen on (IPv4 or IPv6)"},
@@ -72,9 +73,9 @@ static void usage(FILE *f)
         fprintf(f, "  %-30s %s\n  %-30s [%s; default %s]\n", left, opts[i].help, "",
                 opts[i].env, opts[i].def);
     }
-    fprintf(f, "\nOn start lossd prints \"lossd listening on http://ADDR:PORT\". "
-               "SIGINT/SIGTERM: "
-               "stop accepting,\nanswer the requests in flight, exit 0.\n");
+    fprintf(f, "\nOn start lossd prints \"lossd listening on http://ADDR:PORT\" (https "
+               "with --tls-cert).\nSIGINT/SIGTERM: stop accepting, answer the requests "
+               "in flight, exit 0.\n");
 }
 
 static int set(srv_config *c, const opt *o, const char *v, const char *src)
@@ -166,7 +167,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv)
     c->io_threads = c->threads < 4 ? c->threads : 4;
     c->max_body_bytes = 64ULL << 20;
     c->max_inflight = 256;
-    c->max_elements = 50000000ULL;
+    c->max_elements = DEFAULT_MAX_ELEMENTS;
     c->connection_timeout = 30;
     c->max_connections = 1024;
     c->max_connections_per_ip = 256;
@@ -236,6 +237,23 @@ int srv_config_parse(srv_config *c, int argc, char **argv)
         c->tls_key_pem = read_file(c->tls_key, "TLS key");
         if (!c->tls_cert_pem || !c->tls_key_pem) return -1;
     }
+    return 0;
+}
+
+int srv_config_eval_limits(unsigned long long *max_body, unsigned long long *max_elements)
+{
+    srv_config c;
+    memset(&c, 0, sizeof c);
+    c.max_body_bytes = 1ULL << 30;
+    c.max_elements = DEFAULT_MAX_ELEMENTS;
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const char *v = getenv(opts[i].env);
+        if ((opts[i].off == OFF(max_body_bytes) || opts[i].off == OFF(max_elements)) &&
+            v && *v && set(&c, &opts[i], v, opts[i].env))
+            return -1;
+    }
+    *max_body = c.max_body_bytes;
+    *max_elements = c.max_elements;
     return 0;
 }
 

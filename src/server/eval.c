@@ -28,19 +28,19 @@ static char *read_all(FILE *f, size_t max, size_t *len, int *toobig)
     return srv_buf_steal(&b, len);
 }
 
-int srv_eval_main(int argc, char **argv, size_t max_body, size_t max_elements)
+int srv_eval_main(int argc, char **argv)
 {
     const char *path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf(
-                "usage: lossd eval [FILE]\n"
-                "Evaluates one /v1/loss or /v1/objective request body (an objective when "
-                "it "
-                "has \"tasks\")\nfrom FILE, or stdin when FILE is absent or \"-\", and "
-                "prints "
-                "the response body.\nExit status: 0 for a 200 response, 1 for an error "
-                "response (printed too), 2 for usage errors.\n");
+            printf("usage: lossd eval [FILE]\n"
+                   "Evaluates one /v1/loss or /v1/objective request body (an objective "
+                   "when it has \"tasks\")\nfrom FILE, or stdin when FILE is absent or "
+                   "\"-\", and prints the response body.\n"
+                   "Limits: LOSSD_MAX_BODY_BYTES (default 1073741824) and "
+                   "LOSSD_MAX_ELEMENTS (default 50000000).\n"
+                   "Exit status: 0 for a 200 response, 1 for an error response (printed "
+                   "too), 2 for usage errors.\n");
             return 0;
         }
         if (path) {
@@ -49,6 +49,8 @@ int srv_eval_main(int argc, char **argv, size_t max_body, size_t max_elements)
         }
         path = argv[i];
     }
+    unsigned long long max_body, max_elements;
+    if (srv_config_eval_limits(&max_body, &max_elements)) return 2;
     FILE *f = stdin;
     if (path && strcmp(path, "-")) {
         f = fopen(path, "rb");
@@ -59,19 +61,24 @@ int srv_eval_main(int argc, char **argv, size_t max_body, size_t max_elements)
     }
     size_t len = 0;
     int toobig = 0;
-    char *body = read_all(f, max_body, &len, &toobig);
+    char *body = read_all(f, (size_t)max_body, &len, &toobig);
     if (f != stdin) fclose(f);
+    if (!body && toobig) { /* what the server answers */
+        srv_error e;
+        srv_buf b = {0};
+        srv_error_set(&e, 413, "body_too_large", "",
+                      "the body is larger than %llu bytes (--max-body-bytes)", max_body);
+        int rc = srv_error_json(&e, &b) ? 2 : 1;
+        if (rc == 1) fwrite(b.data, 1, b.len, stdout);
+        srv_buf_free(&b);
+        return fflush(stdout) == 0 ? rc : 2;
+    }
     if (!body) {
-        if (toobig)
-            fprintf(stderr,
-                    "lossd eval: the body is larger than %zu bytes (--max-body-bytes)\n",
-                    max_body);
-        else
-            fprintf(stderr, "lossd eval: cannot read %s\n", path ? path : "stdin");
+        fprintf(stderr, "lossd eval: cannot read %s\n", path ? path : "stdin");
         return 2;
     }
     srv_job j;
-    srv_job_init(&j, SRV_EP_AUTO, body, len, max_elements);
+    srv_job_init(&j, SRV_EP_AUTO, body, len, (size_t)max_elements);
     srv_job_run(&j);
     int rc = j.status == 200 ? 0 : 1;
     srv_output *out = srv_job_output(&j);

@@ -20,15 +20,7 @@ int main(int argc, char **argv)
      * freed-memory margin keep such blocks in the heap. */
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     mallopt(M_TRIM_THRESHOLD, 16 << 20);
-    if (argc > 1 && !strcmp(argv[1], "eval")) {
-        const char *mb = getenv("LOSSD_MAX_BODY_BYTES"),
-                   *me = getenv("LOSSD_MAX_ELEMENTS");
-        size_t max_body = mb ? (size_t)strtoull(mb, NULL, 10) : (size_t)1 << 30;
-        size_t max_elements =
-            me ? (size_t)strtoull(me, NULL, 10) : 50000000; /* lossd's */
-        return srv_eval_main(argc - 1, argv + 1, max_body ? max_body : (size_t)1 << 30,
-                             max_elements);
-    }
+    if (argc > 1 && !strcmp(argv[1], "eval")) return srv_eval_main(argc - 1, argv + 1);
     srv_config cfg;
     int rc = srv_config_parse(&cfg, argc, argv);
     if (rc) {

@@ -411,7 +411,8 @@ int srv_deflate_piece(const char *in, size_t len, srv_buf *out);
 int srv_gzip_assemble(srv_output *o, srv_output *gz);
 
 /* ---- eval.c ---- */
-int srv_eval_main(int argc, char **argv, size_t max_body, size_t max_elements);
+/* lossd eval [FILE] (argv[0] is "eval"); returns the exit status. */
+int srv_eval_main(int argc, char **argv);
 
 /* ---- config.c ---- */
 
@@ -437,6 +438,11 @@ typedef struct srv_config {
  * or --version was printed, -1 after printing an error to stderr. */
 int srv_config_parse(srv_config *c, int argc, char **argv);
 void srv_config_free(srv_config *c);
+/* lossd eval's limits: LOSSD_MAX_BODY_BYTES (default 1 GiB) and LOSSD_MAX_ELEMENTS
+ * (the server's default), checked as the server checks them.  0, or -1 after
+ * printing an error to stderr. */
+int srv_config_eval_limits(unsigned long long *max_body,
+                           unsigned long long *max_elements);
 
 /* ---- log.c ---- */
 enum { SRV_LOG_ERROR, SRV_LOG_WARN, SRV_LOG_INFO };

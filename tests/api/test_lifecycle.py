@@ -363,9 +363,26 @@ def test_eval_body_limit(tmp_path):
     f = tmp_path / "a.json"
     f.write_text(dumps({"loss": "mse", "inputs": {"predictions": [0.5] * 300, "targets": [0.25] * 300}}))
     p = run(["eval", f], env={"LOSSD_MAX_BODY_BYTES": "1000"})
-    assert p.returncode in (1, 2) and p.returncode != 0, p
+    # what the server answers: a 413 body, exit status 1 as for any error response
+    assert p.returncode == 1, p
+    check_error_body(json.loads(p.stdout), "body_too_large", "")
+    assert "1000 bytes" in json.loads(p.stdout)["error"]["message"]
     p = run(["eval", f])
     assert p.returncode == 0 and json.loads(p.stdout)["cost"] == 0.0625
+    p = run(["eval", f], env={"LOSSD_MAX_ELEMENTS": "599"})
+    assert p.returncode == 1 and json.loads(p.stdout)["error"]["code"] == "too_many_elements", p
+    assert run(["eval", f], env={"LOSSD_MAX_ELEMENTS": "600"}).returncode == 0
+
+
+@pytest.mark.parametrize("var", ["LOSSD_MAX_BODY_BYTES", "LOSSD_MAX_ELEMENTS"])
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "12x", str(2**40 + 1)])
+def test_eval_bad_limits(tmp_path, var, value):
+    """eval's limits are checked as the server checks them: a usage error."""
+    f = tmp_path / "a.json"
+    f.write_text(dumps(SMALL))
+    p = run(["eval", f], env={var: value})
+    assert p.returncode == 2 and p.stdout == b"", p
+    assert var.encode() in p.stderr and value.encode() in p.stderr, p.stderr
 
 
 def _ragged_claiming_2_61():
@@ -387,7 +404,7 @@ def test_ragged_arrays_claiming_too_many_numbers(lossd, tmp_path):
     check_error(r, 422, "invalid_tensor", "/inputs/predictions/0/0/1")
     f = tmp_path / "ragged.json"
     f.write_text(body)
-    for env in ({}, {"LOSSD_MAX_ELEMENTS": "0"}):       # 0: no limit
+    for env in ({}, {"LOSSD_MAX_ELEMENTS": str(2**40)}):  # the largest limit
         p = run(["eval", f], env=env)
         assert p.returncode == 1, (env, p.returncode, p.stderr[-2000:])
         assert p.stdout == r.content, (env, p.stdout[:300])
