@@ -36,14 +36,20 @@ static void param_md(const loss_param_desc *d, char *buf, size_t len)
         if (d->type == LOSS_PARAM_VECTOR || d->type == LOSS_PARAM_NUMBER_OR_VECTOR) {
             size_t used = strlen(range);
             snprintf(range + used, sizeof range - used, "%s[K] entries ≥ %g",
-                     used ? "; " : "", d->vmin);
+                     d->type == LOSS_PARAM_VECTOR ? ""
+                     : used                       ? " or array "
+                                                  : "or array ",
+                     d->vmin);
         }
         if (d->has_default && d->type == LOSS_PARAM_BOOL)
             snprintf(def, sizeof def, "%s", d->def != 0 ? "true" : "false");
         else if (d->has_default)
             snprintf(def, sizeof def, "%g", d->def);
     }
-    snprintf(buf, len, "`%s` %s%s%s [%s]", d->name, loss_param_type_name(d->type),
+    /* number_or_array reads "number in [0, 1] or array [K] entries ≥ 0" */
+    snprintf(buf, len, "`%s` %s%s%s [%s]", d->name,
+             d->type == LOSS_PARAM_NUMBER_OR_VECTOR ? "number"
+                                                    : loss_param_type_name(d->type),
              range[0] ? " " : "", range, def);
 }
 
