@@ -768,6 +768,22 @@ static int outputs(srv_job *j, const json_t *v, const char *const *names,
 }
 
 /* The fields a /v1/loss body and an objective task share. */
+/* An array of objects given as numbers ("tasks": [1]) is lifted by the scanner
+ * like any array of numbers, and looks like a string here: the error is at its
+ * first element, as for any other element that is not an object. */
+static int numbers_not_objects(srv_job *j, const json_t *v, const char *path,
+                               const char *what)
+{
+    const srv_lifted *a =
+        json_is_string(v)
+            ? srv_scan_lookup(&j->scan, json_string_value(v), json_string_length(v))
+            : NULL;
+    if (!a || a->count == 0) return 0;
+    char p[PTR_MAX];
+    join(p, path, "/0");
+    return fail(j, 422, "invalid_field", p, "%s must be an object (%s)", p, what);
+}
+
 static int task(srv_job *j, srv_task *t, const json_t *obj)
 {
     char p[PTR_MAX];
@@ -1043,6 +1059,7 @@ static int decode_objective(srv_job *j, const json_t *root)
         return -1;
     const json_t *tasks = json_object_get(root, "tasks");
     if (!tasks) return fail(j, 422, "missing_field", "/tasks", "/tasks is missing");
+    if (numbers_not_objects(j, tasks, "/tasks", "a task")) return -1;
     if (!json_is_array(tasks) || json_array_size(tasks) == 0)
         return fail(j, 422, "invalid_field", "/tasks",
                     "/tasks must be a non-empty array of tasks");
@@ -1102,6 +1119,7 @@ static int decode_objective(srv_job *j, const json_t *root)
         return -1;
     }
     const json_t *regs = optional(root, "regularization");
+    if (regs && numbers_not_objects(j, regs, "/regularization", "a penalty")) return -1;
     if (regs && !json_is_array(regs))
         return fail(j, 422, "invalid_field", "/regularization",
                     "/regularization must be an array of penalties");

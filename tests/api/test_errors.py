@@ -293,6 +293,13 @@ CASES = [
      422, "parameter_out_of_range", "/regularization/0/l1_ratio"),
     ("unknown_kind", O, {"tasks": [task("a")], "regularization": [{"kind": "l3", "lambda": 1.0, "params": [1.0]}]},
      422, "unknown_kind", "/regularization/0/kind"),
+    # arrays of numbers where objects belong: the first element is the error
+    ("tasks_numbers", O, {"tasks": [1.0, 2.0]}, 422, "invalid_field", "/tasks/0"),
+    ("tasks_nested_numbers", O, {"tasks": [[1.0]]}, 422, "invalid_field", "/tasks/0"),
+    ("tasks_mixed", O, {"tasks": [task("a"), 1.0]}, 422, "invalid_field", "/tasks/1"),
+    ("tasks_empty", O, {"tasks": []}, 422, "invalid_field", "/tasks"),
+    ("regularization_numbers", O, {"tasks": [task("a")], "regularization": [5.0]},
+     422, "invalid_field", "/regularization/0"),
     ("penalty_params_missing", O, {"tasks": [task("a")], "regularization": [{"kind": "l2", "lambda": 1.0}]},
      422, "missing_field", "/regularization/0/params"),
     ("penalty_params_bad_element", O, {"tasks": [task("a")], "regularization": [{"kind": "l2", "lambda": 1.0, "params": [1.0]},
