@@ -21,7 +21,12 @@ Cases, each verified before it is timed:
      --warmup run that is discarded): requests/s, latency p50 / p99.  --rounds times,
      the servers taking turns within each round, so that a slow spell of the machine
      falls on all of them alike; the table shows each figure's median over the rounds
-     (each figure on its own), and every round is printed too.  Also the CPU time per
+     (each figure on its own), and every round is printed too.  A run during which the
+     hypervisor stole more than --max-steal of the machine's time (a slow spell of the
+     virtual machine, not of the server) is run again, up to --retries times; the
+     medians leave such runs out when the server has undisturbed ones, and the table
+     says how many it left out (every run, disturbed or not, is printed and kept in
+     --json-out).  Also the CPU time per
      request of the server's processes and of wrk, and for lossd its own latency
      histogram of the same requests (from /metrics before and after the run);
   b. 1M-element mse with gradients, end to end (a 40 MB JSON body, one request at a time,
@@ -544,6 +549,12 @@ def report(args, info, servers, small, large):
     print(f"small:    64-element mse, default outputs, wrk -t{args.threads} -c{args.connections} "
           f"-d{args.duration}s (after a {args.warmup}s warm-up); {args.rounds} round(s), the "
           f"servers in turn; medians over the rounds")
+    left = {n: small[n]["left_out"] for n in small if isinstance(small[n], dict)
+            and small[n].get("left_out")}
+    print(f"          a run with more than {args.max_steal:g}% of the machine's time stolen "
+          f"by the hypervisor is run again (up to {args.retries} times) and left out of the "
+          f"medians: " + (", ".join(f"{n} {k}" for n, k in left.items()) if left else "none")
+          + " left out")
     if args.small_only:
         print("large:    not run (--small-only)")
     else:
@@ -609,16 +620,31 @@ def report(args, info, servers, small, large):
         print(f"lossd's own view of the small requests (lossd_request_duration_seconds, from "
               f"the headers to the response queued): mean {ls['inside_mean_us'] / 1e3:.3f} ms "
               f"of wrk's {ls['mean_us'] / 1e3:.3f} ms; {ls['inside_1ms']:.1%} within 1 ms")
-    if args.rounds > 1:
-        print("small, every round (req/s, p99 ms, share of the machine's time stolen by the "
-              "hypervisor):")
+    if any(len(small[n]["rounds"]) > 1 for n in names if n in small):
+        print(f"small, every run (req/s, p99 ms, share of the machine's time stolen by the "
+              f"hypervisor; * disturbed: more than {args.max_steal:g}% stolen, left out of "
+              f"the medians where the server has undisturbed runs):")
         for name in names:
             if name in small:
                 print(f"  {name:10} " + "  ".join(
                     f"{r['rps']:>9,.0f} {r['p99_us'] / 1e3:6.2f} {r['steal']:5.1%}"
+                    f"{'*' if r.get('disturbed') else ' '}"
                     for r in small[name]["rounds"]))
     print("(wrk runs on the same machine and competes with the server for the CPUs.)")
     print("=" * 100)
+
+
+def summarize_rounds(runs):
+    """One server's small-case figures: each figure's median over its undisturbed
+    runs (all of them when every run was disturbed), the errors of every run, the
+    runs themselves, and how many were left out."""
+    used = [r for r in runs if not r.get("disturbed")] or runs
+    out = {key: statistics.median(r[key] for r in used)
+           for key in runs[0] if key not in ("errors", "disturbed")}
+    out["errors"] = sum(r["errors"] for r in runs)
+    out["rounds"] = runs
+    out["left_out"] = len(runs) - len(used)
+    return out
 
 
 def large_cases(args, servers, rng, started):
@@ -665,6 +691,11 @@ def main():
     ap.add_argument("--warmup", type=int, default=1, help="discarded wrk warm-up seconds (1)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds of the small case, the servers in turn (3)")
+    ap.add_argument("--max-steal", type=float, default=1.0,
+                    help="percent of the machine's time stolen by the hypervisor above which "
+                         "a small-case run counts as disturbed and is run again (1.0)")
+    ap.add_argument("--retries", type=int, default=2,
+                    help="extra runs at most for a disturbed round (2)")
     ap.add_argument("--connections", type=int, default=32, help="wrk connections (32)")
     ap.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
     ap.add_argument("--nginx", action="store_true",
@@ -730,16 +761,20 @@ def main():
                     run_wrk(s, body_file, args, args.warmup)
                 print(f"[{time.monotonic() - started:6.1f}s] {s.name}: wrk {args.duration}s "
                       f"(round {k + 1} of {args.rounds}) ...", flush=True)
-                r = run_wrk(s, body_file, args, args.duration)
-                rounds[s.name].append(r)
-                print(f"          {r['rps']:,.0f} req/s, p50 {r['p50_us'] / 1e3:.3f} ms, "
-                      f"p99 {r['p99_us'] / 1e3:.3f} ms, errors {r['errors']}; machine: "
-                      f"{r['steal']:.1%} stolen, {r['idle']:.1%} idle", flush=True)
+                for attempt in range(1 + max(args.retries, 0)):
+                    r = run_wrk(s, body_file, args, args.duration)
+                    r["disturbed"] = r["steal"] > args.max_steal / 100
+                    rounds[s.name].append(r)
+                    print(f"          {r['rps']:,.0f} req/s, p50 {r['p50_us'] / 1e3:.3f} ms, "
+                          f"p99 {r['p99_us'] / 1e3:.3f} ms, errors {r['errors']}; machine: "
+                          f"{r['steal']:.1%} stolen, {r['idle']:.1%} idle"
+                          + (" (disturbed: run again)" if r["disturbed"] and attempt < args.retries
+                             else ""), flush=True)
+                    if not r["disturbed"]:
+                        break
+                    settle()
         for name, rs in rounds.items():
-            small[name] = {key: statistics.median(r[key] for r in rs)
-                           for key in rs[0] if key != "errors"}
-            small[name]["errors"] = sum(r["errors"] for r in rs)
-            small[name]["rounds"] = rs
+            small[name] = summarize_rounds(rs)
         if "nginx" in small:
             small["nginx_body"] = fixed_body
 
