@@ -216,7 +216,7 @@ static void multi(const loss_plan *p, size_t t0, size_t n, const double *w, doub
          * active, so the gradient is 0 there, p_t = 0 included). */
         if (p->spec.from == LOSS_FROM_LOGITS) {
             s = loss__row_expsum(x, K, m, g); /* g holds the exponentials */
-            u = (x[c] - m) - loss__vlog(s); /* as cross-entropy's -log p_t */
+            u = (x[c] - m) - loss__vlog(s);   /* as cross-entropy's -log p_t */
         } else {
             double lg = loss__vlog(x[c]);
             int clamped = !(lg >= LOSS__LOG_CLAMP);

@@ -767,7 +767,6 @@ static int outputs(srv_job *j, const json_t *v, const char *const *names,
     return 0;
 }
 
-/* The fields a /v1/loss body and an objective task share. */
 /* An array of objects given as numbers ("tasks": [1]) is lifted by the scanner
  * like any array of numbers, and looks like a string here: the error is at its
  * first element, as for any other element that is not an object. */
@@ -784,6 +783,7 @@ static int numbers_not_objects(srv_job *j, const json_t *v, const char *path,
     return fail(j, 422, "invalid_field", p, "%s must be an object (%s)", p, what);
 }
 
+/* The fields a /v1/loss body and an objective task share. */
 static int task(srv_job *j, srv_task *t, const json_t *obj)
 {
     char p[PTR_MAX];
