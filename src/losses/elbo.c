@@ -72,13 +72,13 @@ LOSS__KERNEL static void bernoulli_terms(const double *restrict x,
 
 LOSS__KERNEL static void gaussian_terms(const double *restrict x,
                                         const double *restrict r, size_t m,
-                                        double inv_var, double log_norm,
+                                        double inv_sigma, double log_norm,
                                         double *restrict term, double *restrict dg)
 {
     for (size_t k = 0; k < m; k++) {
-        double e = x[k] - r[k];
-        term[k] = 0.5 * e * e * inv_var + log_norm;
-        dg[k] = -e * inv_var;
+        double z = (x[k] - r[k]) * inv_sigma; /* not e²/σ²: σ² under- or overflows */
+        term[k] = 0.5 * z * z + log_norm;
+        dg[k] = -z * inv_sigma;
     }
 }
 
@@ -100,8 +100,9 @@ static void reconstruction(const loss_plan *p, size_t r0, size_t n, const double
 {
     size_t D = p->d;
     int gauss = p->spec.likelihood == LOSS_LIKELIHOOD_GAUSSIAN;
-    double sigma = p->spec.sigma, inv_var = 1.0 / (sigma * sigma);
-    double log_norm = 0.5 * loss__vlog(2.0 * 3.14159265358979323846 * sigma * sigma);
+    /* ½ log(2πσ²) as log σ + ½ log 2π, finite for every finite σ > 0 */
+    double sigma = p->spec.sigma, inv_sigma = 1.0 / sigma;
+    double log_norm = loss__vlog(sigma) + 0.91893853320467274178; /* ½ log 2π */
     double term[PIECE], dg[PIECE];
     for (size_t i = 0; i < n; i++) rec[i] = 0.0;
     /* pieces of whole rows, or pieces of one row when a row is longer */
@@ -113,7 +114,7 @@ static void reconstruction(const loss_plan *p, size_t r0, size_t n, const double
             size_t mk = m - k0 < PIECE ? m - k0 : PIECE;
             const double *x = p->in[X].data + e0 + k0, *r = p->in[RECON].data + e0 + k0;
             if (gauss)
-                gaussian_terms(x, r, mk, inv_var, log_norm, term, dg);
+                gaussian_terms(x, r, mk, inv_sigma, log_norm, term, dg);
             else
                 bernoulli_terms(x, r, mk, term, dg);
             for (size_t k = 0; k < mk; k++) {

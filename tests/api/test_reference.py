@@ -6,6 +6,7 @@ oracle's float64 values (relative 1e-12, absolute floor 1e-14 times the
 magnitude of the terms; see tests/reference/README.md)."""
 
 import copy
+import math
 import re
 
 import numpy as np
@@ -329,3 +330,29 @@ def test_null_members_are_absent(lossd, where, member):
     got = send(body)
     assert got.status_code == 200, got.text
     assert got.content == want.content
+
+
+@pytest.mark.parametrize("sigma", [1e-160, 1e-300, 1e150, 1e200, 1e300])
+def test_elbo_gaussian_extreme_sigma(lossd, sigma):
+    """The Gaussian decoder's term is ½((x - x̂)/σ)² + log σ + ½ log 2π: finite for
+    any σ where the true value is (σ² under- or overflowed to 0 or inf before, and
+    the cost came back as a 422 result_not_finite)."""
+    x = [[0.5, 0.25, -1.0], [0.0, 2.0, 0.125]]
+    rec = x if sigma < 1 else [[0.0, 1.0, -0.5], [1.5, 2.0, 0.0]]  # equal: (x-x̂)/σ = 0
+    body = {"loss": {"name": "elbo", "likelihood": "gaussian", "sigma": sigma},
+            "inputs": {"x": x, "reconstruction": rec, "mu": [[0.0], [0.0]], "logvar": [[0.0], [0.0]]},
+            "outputs": ["cost", "losses", "gradients"]}
+    r = lossd.loss(body)
+    assert r.status_code == 200, r.text
+    got = r.json()
+    want = [math.fsum([0.5 * ((a - b) / sigma) ** 2 + math.log(sigma) + 0.5 * math.log(2 * math.pi)
+                       for a, b in zip(xr, rr)]) for xr, rr in zip(x, rec)]
+    for g, w in zip(got["losses"], want):
+        assert math.isclose(g, w, rel_tol=1e-14), (got["losses"], want)
+    assert math.isclose(got["cost"], sum(want) / 2, rel_tol=1e-14)
+    # d cost / dx̂ = (x̂ - x)/σ² / N: 0 where they are equal, and below the smallest
+    # double for σ ≥ 1e200
+    for grow, xr, rr in zip(got["gradients"]["reconstruction"], x, rec):
+        for g, a, b in zip(grow, xr, rr):
+            assert math.isclose(g, (b - a) / sigma / sigma / 2, rel_tol=1e-14, abs_tol=0), (g, a, b)
+    assert got["gradients"]["logvar"] == [[0.0], [0.0]]
