@@ -120,14 +120,17 @@ static inline double coef(const loss_plan *p, const double *yrow, size_t c, size
 }
 
 static void row_logits(const loss_plan *p, const double *x, const double *yrow, size_t c,
-                       double m, double cs, double *l, double *g)
+                       double m, size_t top, double cs, double *l, double *g)
 {
     size_t K = p->k;
-    double s = loss__row_expsum(x, K, m, g); /* g holds the exponentials */
-    /* -log p_k = (m - x_k) + log s: m - x_k first, which is exact where the two are
-     * close, so that large logits keep their differences (m + log s would round
-     * log s away: logits of 1e17 gave a loss of 0 for log 2). */
-    double log_s = loss__row_log(s);
+    /* g holds the exponentials; the softmax's sum is s = 1 + rest */
+    double rest = loss__row_expsum(x, K, m, top, g), s = 1.0 + rest;
+    /* -log p_k = (m - x_k) + log1p(rest): m - x_k first, which is exact where the
+     * two are close, so that large logits keep their differences (m + log s
+     * rounded log s away: logits of 1e17 gave a loss of 0 for log 2), and
+     * log1p(rest), which keeps a confident row's loss (log s rounded [40, 0] to 0
+     * for 4.2e-18). */
+    double log_s = loss__row_log1p(rest);
     int plain = p->mode == MODE_INDEX && p->spec.label_smoothing == 0.0;
     if (plain) {
         /* The common case: only the target's term. */
@@ -135,20 +138,25 @@ static void row_logits(const loss_plan *p, const double *x, const double *yrow, 
         *l = wc * ((m - x[c]) + log_s);
         if (g) {
             loss__row_scale(g, K, cs * wc / s);
-            g[c] -= cs * wc;
+            /* p_c - 1, which is -rest/s for the top class (without cancelling) */
+            g[c] = c == top ? -cs * wc * rest / s : g[c] - cs * wc;
         }
         return;
     }
-    double loss = 0, a_sum = 0;
+    double loss = 0, a_sum = 0, a_rest = 0;
     for (size_t k = 0; k < K; k++) {
         double a = coef(p, yrow, c, k);
         loss += a * ((m - x[k]) + log_s);
         a_sum += a;
+        if (k != top) a_rest += a;
     }
     *l = loss;
     if (g) {
         double f = cs * a_sum / s;
         for (size_t k = 0; k < K; k++) g[k] = f * g[k] - cs * coef(p, yrow, c, k);
+        /* a_sum/s - a_top as (a_rest - a_top * rest)/s: both small for a row that
+         * is confident where its targets are */
+        g[top] = cs * (a_rest - coef(p, yrow, c, top) * rest) / s;
     }
 }
 
@@ -193,7 +201,7 @@ static void kernel(const loss_plan *p, size_t t0, size_t n, const double *w, dou
         size_t top;
         double m = loss__row_max(x, K, &top);
         if (p->spec.from == LOSS_FROM_LOGITS)
-            row_logits(p, x, yrow, c, m, cs, &l[i], g);
+            row_logits(p, x, yrow, c, m, top, cs, &l[i], g);
         else
             row_probabilities(p, x, yrow, c, cs, &l[i], g);
         size_t truth = p->mode == MODE_PROB ? loss__argmax(yrow, K) : c;

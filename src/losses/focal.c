@@ -209,14 +209,16 @@ static void multi(const loss_plan *p, size_t t0, size_t n, const double *w, doub
         double *g = grad ? grad + row * K : NULL;
         double a = av ? av[c] : HAS_ALPHA(p) ? p->spec.alpha : 1.0;
         double cs = w[i] * p->gscale;
-        double m = loss__row_max(x, K, &top), s = 0, u, du_dp = 0;
+        double m = loss__row_max(x, K, &top), s = 0, rest = 0, u, du_dp = 0;
         acc[i] = top == c ? 1.0 : 0.0;
         /* The loss is a function of u = log p_t: log-softmax of the logits, or the
          * clamped log of the given probability (then constant where the clamp is
          * active, so the gradient is 0 there, p_t = 0 included). */
         if (p->spec.from == LOSS_FROM_LOGITS) {
-            s = loss__row_expsum(x, K, m, g); /* g holds the exponentials */
-            u = (x[c] - m) - loss__vlog(s);   /* as cross-entropy's -log p_t */
+            /* g holds the exponentials; u as cross-entropy's -log p_t */
+            rest = loss__row_expsum(x, K, m, top, g);
+            s = 1.0 + rest;
+            u = (x[c] - m) - loss__vlog1p(rest);
         } else {
             double lg = loss__vlog(x[c]);
             int clamped = !(lg >= LOSS__LOG_CLAMP);
@@ -232,7 +234,8 @@ static void multi(const loss_plan *p, size_t t0, size_t n, const double *w, doub
         if (p->spec.from == LOSS_FROM_LOGITS) {
             /* du/dx_k = [k == c] - softmax_k */
             loss__row_scale(g, K, -dldu / s);
-            g[c] += dldu;
+            /* 1 - p_c, which is rest/s for the top class (without cancelling) */
+            g[c] = c == top ? dldu * rest / s : g[c] + dldu;
         } else {
             memset(g, 0, K * sizeof *g);
             g[c] = dldu * du_dp;

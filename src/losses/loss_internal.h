@@ -151,13 +151,16 @@ static inline size_t loss__argmax(const double *x, size_t n)
         if (x[i] > x[best]) best = i;
     return best;
 }
-/* Softmax rows (rows.c).  row_max: the maximum of x[0..K) and the index of its
- * first occurrence.  row_expsum: e[k] = exp(x[k] - m) (e may be NULL) and their
- * sum, in a fixed order.  row_scale: g *= f.  row_log: vmath's log. */
+/* Softmax rows (rows.c).  row_max: the maximum m of x[0..K) and the index top of
+ * its first occurrence.  row_expsum: e[k] = exp(x[k] - m) (e may be NULL; e[top] =
+ * 1) and the sum of the others, rest, in a fixed order: the softmax's sum is
+ * 1 + rest, and log1p(rest), 1 - 1/s = rest/s keep what 1 + rest would round
+ * away for a confident row.  row_scale: g *= f.  row_log, row_log1p: vmath's. */
 double loss__row_max(const double *x, size_t K, size_t *first);
-double loss__row_expsum(const double *x, size_t K, double m, double *e);
+double loss__row_expsum(const double *x, size_t K, double m, size_t top, double *e);
 void loss__row_scale(double *g, size_t K, double f);
 double loss__row_log(double x);
+double loss__row_log1p(double x);
 
 /* The sample weight of term t, or 1. */
 double loss__term_weight(const loss_plan *p, size_t t);

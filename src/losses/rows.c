@@ -38,21 +38,25 @@ static double sum4(const double *e, size_t n)
     return (a0 + a1) + (a2 + a3);
 }
 
-double loss__row_expsum(const double *x, size_t K, double m, double *e)
+double loss__row_expsum(const double *x, size_t K, double m, size_t top, double *e)
 {
     if (e) {
         exp_shift(x, K, m, e);
-        return sum4(e, K);
+        e[top] = 0.0; /* exp(0) = 1, left out of the sum */
+        double rest = sum4(e, K);
+        e[top] = 1.0;
+        return rest;
     }
     /* No gradient wanted: the exponentials go through a scratch buffer, in
      * pieces whose partial sums are added in order. */
-    double scratch[1024], s = 0;
+    double scratch[1024], rest = 0;
     for (size_t k0 = 0; k0 < K; k0 += 1024) {
         size_t n = K - k0 < 1024 ? K - k0 : 1024;
         exp_shift(x + k0, n, m, scratch);
-        s += sum4(scratch, n);
+        if (top >= k0 && top < k0 + n) scratch[top - k0] = 0.0;
+        rest += sum4(scratch, n);
     }
-    return s;
+    return rest;
 }
 
 /* The clones stay in this file (GCC makes them local symbols, and clang wants
@@ -70,4 +74,9 @@ void loss__row_scale(double *g, size_t K, double f)
 double loss__row_log(double x)
 {
     return loss__vlog(x);
+}
+
+double loss__row_log1p(double x)
+{
+    return loss__vlog1p(x);
 }

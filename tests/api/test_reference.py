@@ -356,3 +356,50 @@ def test_elbo_gaussian_extreme_sigma(lossd, sigma):
         for g, a, b in zip(grow, xr, rr):
             assert math.isclose(g, (b - a) / sigma / sigma / 2, rel_tol=1e-14, abs_tol=0), (g, a, b)
     assert got["gradients"]["logvar"] == [[0.0], [0.0]]
+
+
+def _confident(a, k):
+    """Logits [a, 0, ..., 0] (k classes), target 0: r = Σ_{j≠0} p_j/p_0 = (k-1)e^-a,
+    and the exact -log p_0 = log1p(r), p_0 = 1/(1+r), p_j = e^-a/(1+r)."""
+    r = (k - 1) * math.exp(-a)
+    return r, math.log1p(r), 1 / (1 + r), math.exp(-a) / (1 + r)
+
+
+@pytest.mark.parametrize("a,k", [(10.0, 2), (20.0, 2), (36.0, 3), (40.0, 2), (300.0, 4), (700.0, 2)])
+def test_confident_rows_keep_their_loss(lossd, a, k):
+    """A confident, correct row: cross-entropy log1p(r) and the target's gradient
+    -r/(1+r), not 0 from log(1 + r) and p - 1 rounded (40 gave 0 for 4.2e-18); focal
+    (γ = 2) on the same quantities."""
+    r, nll, p0, pj = _confident(a, k)
+    row = [a] + [0.0] * (k - 1)
+    ce = lossd.loss({"loss": "cross_entropy", "inputs": {"predictions": [row], "targets": [0]},
+                     "outputs": ["cost", "gradients"]}).json()
+    want = [-r / (1 + r)] + [pj] * (k - 1)
+    assert math.isclose(ce["cost"], nll, rel_tol=1e-14), (ce["cost"], nll)
+    for g, w in zip(ce["gradients"]["predictions"][0], want):
+        assert math.isclose(g, w, rel_tol=1e-14), (ce["gradients"], want)
+    fo = lossd.loss({"loss": {"name": "focal", "gamma": 2.0},
+                     "inputs": {"predictions": [row], "targets": [0]},
+                     "outputs": ["cost", "gradients"]}).json()
+    q, u = r / (1 + r), -nll                   # 1 - p_t, log p_t
+    dldu = 2 * q * p0 * u - q * q              # d(-q² u)/du
+    want = [dldu * q] + [-dldu * pj] * (k - 1)  # du/dx_j = [j = t] - p_j
+    assert math.isclose(fo["cost"], q * q * nll, rel_tol=1e-13), (fo["cost"], q * q * nll)
+    for g, w in zip(fo["gradients"]["predictions"][0], want):
+        assert math.isclose(g, w, rel_tol=1e-13), (fo["gradients"], want)
+
+
+def test_confident_row_with_label_smoothing(lossd):
+    """Targets smoothed towards the top class: the top's gradient is
+    (a_rest - a_top·r)/s, not a_sum/s - a_top rounded."""
+    eps, a = 1e-10, 40.0
+    r, nll, p0, p1 = _confident(a, 2)
+    y0, y1 = 1 - eps / 2, eps / 2
+    got = lossd.loss({"loss": {"name": "cross_entropy", "label_smoothing": eps},
+                      "inputs": {"predictions": [[a, 0.0]], "targets": [0]},
+                      "outputs": ["cost", "gradients"]}).json()
+    want_cost = y0 * nll + y1 * (a + nll)
+    assert math.isclose(got["cost"], want_cost, rel_tol=1e-14), (got["cost"], want_cost)
+    want = [y1 - p1, p1 - y1]                  # p - y, with p0 - y0 = y1 - p1
+    for g, w in zip(got["gradients"]["predictions"][0], want):
+        assert math.isclose(g, w, rel_tol=1e-12), (got["gradients"], want)
