@@ -533,6 +533,19 @@ int loss_plan_init(loss_plan *p, const loss_spec *spec, const loss_tensor *input
         loss_plan_free(p);
         return LOSS_EZERO_WEIGHT;
     }
+    if (reduction == LOSS_MEAN && isinf(p->den)) {
+        /* 1/den would be 0: a cost and gradients of 0, silently */
+        if (weights)
+            loss__fail(err, LOSS_EOVERFLOW, LOSS_AT_WEIGHTS, "weights", -1,
+                       "the total weight overflows a double; scale the weights down "
+                       "(a mean does not change when every weight is scaled alike)");
+        else
+            loss__fail(err, LOSS_EOVERFLOW, LOSS_AT_PARAM, "class_weights", -1,
+                       "the total of the class weights over the batch overflows a "
+                       "double; scale them down (the mean does not change)");
+        loss_plan_free(p);
+        return LOSS_EOVERFLOW;
+    }
     loss_plan_scale_gradients(p, 1.0);
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, init_ones);

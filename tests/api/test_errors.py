@@ -228,6 +228,13 @@ CASES = [
     ("negative_weight_object", L, mse(weights={"shape": [3], "data": [1.0, 1.0, -2.0]}),
      422, "negative_weight", "/weights/data/2"),
     ("zero_total_weight", L, mse(weights=[0.0, 0.0, 0.0]), 422, "zero_total_weight", "/weights"),
+    # a total weight that overflows: 1/inf made the cost and gradients 0, with 200
+    ("total_weight_overflows", L, mse(weights=[1e308, 1e308, 1.0]), 422, "result_not_finite", "/weights"),
+    ("total_class_weight_overflows", L, {"loss": {"name": "cross_entropy", "class_weights": [1e308, 1e308]},
+                                         "inputs": {"predictions": [[1.0, 0.0], [0.0, 1.0]], "targets": [1, 1]}},
+     422, "result_not_finite", "/loss/class_weights"),
+    ("task_total_weight_overflows", O, {"tasks": [task("a", weights=[1e308, 1e308])]},
+     422, "result_not_finite", "/tasks/0/weights"),
     ("result_not_finite", L, {"loss": "mse", "inputs": {"predictions": [1e200, 1.0], "targets": [-1e200, 1.0]}},
      422, "result_not_finite", None),
     # a finite cost (8.5e307) with a gradient past the doubles (3.4e308)
