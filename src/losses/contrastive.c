@@ -50,7 +50,8 @@ static void kernel(const loss_plan *p, size_t t0, size_t n, const double *w, dou
         double d2 = 0;
         for (size_t k = 0; k < D; k++) d2 += (a[k] - b[k]) * (a[k] - b[k]);
         int sim = p->in[SIMILAR].data[row] == 1.0;
-        double d = sqrt(d2), f; /* f: dl/d(x1 - x2) = f (x1 - x2) */
+        double d = loss__row_dist(a, b, D, 0.0, d2),
+               f; /* f: dl/d(x1 - x2) = f (x1 - x2) */
         if (sim) {
             l[i] = d2;
             f = 2.0;

@@ -161,6 +161,20 @@ double loss__row_expsum(const double *x, size_t K, double m, size_t top, double 
 void loss__row_scale(double *g, size_t K, double f);
 double loss__row_log(double x);
 double loss__row_log1p(double x);
+/* ‖a - b + e‖₂ of rows of D, given s2, the plain sum of the squares: sqrt(s2)
+ * where s2 neither under- nor overflowed, else summed again scaled by the largest
+ * difference (as hypot), so that distances of 1e-200 or 1e200 stay exact. */
+double loss__row_dist_scaled(const double *a, const double *b, size_t D, double e)
+#if defined(__GNUC__)
+    __attribute__((cold))
+#endif
+    ;
+static inline double loss__row_dist(const double *a, const double *b, size_t D, double e,
+                                    double s2)
+{
+    if (__builtin_expect(s2 > 0x1p-960 && s2 < 0x1p960, 1)) return sqrt(s2);
+    return loss__row_dist_scaled(a, b, D, e);
+}
 
 /* The sample weight of term t, or 1. */
 double loss__term_weight(const loss_plan *p, size_t t);

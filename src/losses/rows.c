@@ -80,3 +80,27 @@ double loss__row_log1p(double x)
 {
     return loss__vlog1p(x);
 }
+
+double loss__row_dist_scaled(const double *a, const double *b, size_t D, double e)
+{
+    /* s2 under- or overflowed (or is 0): scale by the largest difference, as hypot */
+    double big = 0;
+    for (size_t k = 0; k < D; k++) {
+        double u = fabs(a[k] - b[k] + e);
+        if (u > big) big = u;
+    }
+    if (!(big > 0) || isinf(big)) return big; /* 0, inf, or NaN */
+    double t = 0, inv = 1.0 / big;
+    if (isinf(inv)) { /* big subnormal: scale it up first */
+        for (size_t k = 0; k < D; k++) {
+            double u = (a[k] - b[k] + e) * 0x1p600 / (big * 0x1p600);
+            t += u * u;
+        }
+        return sqrt(t) * big;
+    }
+    for (size_t k = 0; k < D; k++) {
+        double u = (a[k] - b[k] + e) * inv;
+        t += u * u;
+    }
+    return sqrt(t) * big;
+}

@@ -62,13 +62,14 @@ static void kernel(const loss_plan *p, size_t t0, size_t n, const double *w, dou
             cp = 2.0 * c;
             cn = 2.0 * c;
         } else {
-            double dp = sqrt(sp), dn = sqrt(sn);
+            double dp = loss__row_dist(a, ps, D, e, sp),
+                   dn = loss__row_dist(a, ng, D, e, sn);
             h = dp - dn + m;
             cp = dp > 0 ? c / dp : 0.0; /* the norm's subgradient 0 at 0 */
             cn = dn > 0 ? c / dn : 0.0;
         }
-        l[i] = h > 0 ? h : 0.0;
-        if (!(h >= 0)) cp = cn = 0.0;
+        l[i] = h > 0 || isnan(h) ? h : 0.0; /* NaN (inf - inf) is reported, not 0 */
+        if (!(h >= 0) && !isnan(h)) cp = cn = 0.0;
         double *ga = g[ANCHOR] ? g[ANCHOR] + row * D : NULL;
         double *gp = g[POSITIVE] ? g[POSITIVE] + row * D : NULL;
         double *gn = g[NEGATIVE] ? g[NEGATIVE] + row * D : NULL;

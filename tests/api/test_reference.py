@@ -403,3 +403,40 @@ def test_confident_row_with_label_smoothing(lossd):
     want = [y1 - p1, p1 - y1]                  # p - y, with p0 - y0 = y1 - p1
     for g, w in zip(got["gradients"]["predictions"][0], want):
         assert math.isclose(g, w, rel_tol=1e-12), (got["gradients"], want)
+
+
+@pytest.mark.parametrize("a,p,n,want", [
+    # true cost, and the gradients of anchor, positive, negative (1-D rows)
+    ([2e200], [0.0], [1e200], (1e200, 0.0, -1.0, 1.0)),       # d(a,p)² overflowed: inf - inf
+    ([1e200], [0.0], [1e200], (1e200, 0.0, -1.0, 1.0)),  # d(a,n) is eps = 1e-6
+    ([1e-200], [0.0], [5e-201], (1.0 + 1e-200 - 5e-201, 0.0, -1.0, 1.0)),  # squares underflow
+])
+def test_triplet_distances_do_not_overflow(lossd, a, p, n, want):
+    """squared = false: the distances are summed scaled where their squares under-
+    or overflow, as hypot; inf - inf had made the loss and gradients 0 (200)."""
+    r = lossd.loss({"loss": {"name": "triplet", "squared": False},
+                    "inputs": {"anchor": [a], "positive": [p], "negative": [n]},
+                    "outputs": ["cost", "gradients"]})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    cost, ga, gp, gn = want
+    assert math.isclose(got["cost"], cost, rel_tol=1e-14), (got["cost"], cost)
+    for name, w in (("anchor", ga), ("positive", gp), ("negative", gn)):
+        assert math.isclose(got["gradients"][name][0][0], w, rel_tol=1e-12, abs_tol=1e-300), (name, got)
+
+
+@pytest.mark.parametrize("x1,margin,cost,grad", [
+    (1e-200, 1.0, 1.0, -2.0),            # d² underflows to 0: not the d = 0 subgradient
+    (1e-160, 1.0, 1.0, -2.0),            # d² subnormal: 5.6e-6 off before
+    (1.5e154, 2e154, 0.25e308, -1e154),  # d² overflows
+])
+def test_contrastive_distances_do_not_under_or_overflow(lossd, x1, margin, cost, grad):
+    """A dissimilar pair at distance d = |x1|: (m - d)², gradient -2(m - d)·sign."""
+    r = lossd.loss({"loss": {"name": "contrastive", "margin": margin},
+                    "inputs": {"x1": [[x1]], "x2": [[0.0]], "similar": [0]},
+                    "outputs": ["cost", "gradients"]})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    want_cost = (margin - x1) ** 2 if margin - x1 < 1e154 else cost
+    assert math.isclose(got["cost"], want_cost, rel_tol=1e-14), (got["cost"], want_cost)
+    assert math.isclose(got["gradients"]["x1"][0][0], -2 * (margin - x1), rel_tol=1e-14), got
