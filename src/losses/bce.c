@@ -52,11 +52,11 @@ LOSS__KERNEL static void logits(const double *restrict x, const double *restrict
 {
     for (size_t i = 0; i < n; i++) {
         double t = y[i] * (1.0 - eps) + 0.5 * eps, xi = x[i];
+        double u = (1.0 - y[i]) * (1.0 - eps) + 0.5 * eps; /* 1 - t, not rounded from t */
         double e = loss__vexp(-fabs(xi)), lg = loss__vlog1p(e), r = 1.0 / (1.0 + e);
-        l[i] =
-            (1.0 - t) * (loss__max(xi, 0.0) + lg) + pw * t * (loss__max(-xi, 0.0) + lg);
+        l[i] = u * (loss__max(xi, 0.0) + lg) + pw * t * (loss__max(-xi, 0.0) + lg);
         double sig = (xi >= 0.0 ? 1.0 : e) * r, sig_neg = (xi >= 0.0 ? e : 1.0) * r;
-        gx[i] = s * w[i] * ((1.0 - t) * sig - pw * t * sig_neg);
+        gx[i] = s * w[i] * (u * sig - pw * t * sig_neg);
         acc[i] = (xi >= 0.0) == (y[i] >= 0.5) ? 1.0 : 0.0;
     }
 }
@@ -71,11 +71,12 @@ LOSS__KERNEL static void probabilities(const double *restrict x, const double *r
 {
     for (size_t i = 0; i < n; i++) {
         double t = y[i] * (1.0 - eps) + 0.5 * eps, xi = x[i];
+        double u = (1.0 - y[i]) * (1.0 - eps) + 0.5 * eps; /* 1 - t, not rounded from t */
         double lp = loss__max(loss__vlog(xi), LOSS__LOG_CLAMP);
         double lq = loss__max(loss__vlog(1.0 - xi), LOSS__LOG_CLAMP);
-        l[i] = -(pw * t * lp + (1.0 - t) * lq);
+        l[i] = -(pw * t * lp + u * lq);
         double den = loss__max(xi * (1.0 - xi), LOSS__BCE_EPS);
-        gx[i] = s * w[i] * (((1.0 - t) * xi - pw * t * (1.0 - xi)) / den);
+        gx[i] = s * w[i] * ((u * xi - pw * t * (1.0 - xi)) / den);
         acc[i] = (xi >= 0.5) == (y[i] >= 0.5) ? 1.0 : 0.0;
     }
 }

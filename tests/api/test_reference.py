@@ -440,3 +440,17 @@ def test_contrastive_distances_do_not_under_or_overflow(lossd, x1, margin, cost,
     want_cost = (margin - x1) ** 2 if margin - x1 < 1e154 else cost
     assert math.isclose(got["cost"], want_cost, rel_tol=1e-14), (got["cost"], want_cost)
     assert math.isclose(got["gradients"]["x1"][0][0], -2 * (margin - x1), rel_tol=1e-14), got
+
+
+@pytest.mark.parametrize("eps", [1e-20, 1e-10, 1e-3])
+@pytest.mark.parametrize("x", [40.0, 1000.0])
+def test_bce_logits_small_label_smoothing(lossd, eps, x):
+    """y = 1 smoothed to t = 1 - ε/2: 1 - t is ε/2 exactly, not 1 - t rounded (ε =
+    1e-20 gave a loss and gradient of 0). loss = (ε/2)x + log1p(e^-x), gradient
+    ε/2 - σ(-x)."""
+    got = lossd.loss({"loss": {"name": "bce", "from": "logits", "label_smoothing": eps},
+                      "inputs": {"predictions": [x], "targets": [1.0]}, "reduction": "sum"}).json()
+    want = eps / 2 * x + math.log1p(math.exp(-x))
+    assert math.isclose(got["cost"], want, rel_tol=1e-14), (got["cost"], want)
+    g = eps / 2 - math.exp(-x) / (1 + math.exp(-x))
+    assert math.isclose(got["gradients"]["predictions"][0], g, rel_tol=1e-12), (got, g)
