@@ -332,7 +332,7 @@ def test_null_members_are_absent(lossd, where, member):
     assert got.content == want.content
 
 
-@pytest.mark.parametrize("sigma", [1e-160, 1e-300, 1e150, 1e200, 1e300])
+@pytest.mark.parametrize("sigma", [1e-160, 1e-300, 1e-310, 5e-324, 1e150, 1e200, 1e300])
 def test_elbo_gaussian_extreme_sigma(lossd, sigma):
     """The Gaussian decoder's term is ½((x - x̂)/σ)² + log σ + ½ log 2π: finite for
     any σ where the true value is (σ² under- or overflowed to 0 or inf before, and
@@ -454,3 +454,24 @@ def test_bce_logits_small_label_smoothing(lossd, eps, x):
     assert math.isclose(got["cost"], want, rel_tol=1e-14), (got["cost"], want)
     g = eps / 2 - math.exp(-x) / (1 + math.exp(-x))
     assert math.isclose(got["gradients"]["predictions"][0], g, rel_tol=1e-12), (got, g)
+
+
+@pytest.mark.parametrize("x,r", [(1.0, 40.0), (1.0, 10.0), (0.0, -40.0), (1e-300, -1000.0),
+                                 (1e-20, -40.0), (0.25, 3.0)])
+def test_elbo_bernoulli_confident(lossd, x, r):
+    """The Bernoulli decoder's term is BCE with logits in bce's form,
+    (1-x) softplus(r) + x softplus(-r), gradient (1-x)σ(r) - xσ(-r): (1-x)r +
+    softplus(-r) and σ(r) - x cancelled (x = 1, r = 40: a gradient of 0)."""
+    got = lossd.loss({"loss": "elbo", "inputs": {"x": [[x]], "reconstruction": [[r]], "mu": [[0.0]],
+                                                 "logvar": [[0.0]]},
+                      "outputs": ["cost", "gradients"]}).json()
+
+    def softplus(v):
+        return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+
+    def sigmoid(v):
+        return 1 / (1 + math.exp(-v)) if v >= 0 else math.exp(v) / (1 + math.exp(v))
+    want = (1 - x) * softplus(r) + x * softplus(-r)
+    assert math.isclose(got["cost"], want, rel_tol=1e-14), (got["cost"], want)
+    g = (1 - x) * sigmoid(r) - x * sigmoid(-r)
+    assert math.isclose(got["gradients"]["reconstruction"][0][0], g, rel_tol=1e-13), (got, g)
