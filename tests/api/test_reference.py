@@ -475,3 +475,19 @@ def test_elbo_bernoulli_confident(lossd, x, r):
     assert math.isclose(got["cost"], want, rel_tol=1e-14), (got["cost"], want)
     g = (1 - x) * sigmoid(r) - x * sigmoid(-r)
     assert math.isclose(got["gradients"]["reconstruction"][0][0], g, rel_tol=1e-13), (got, g)
+
+
+@pytest.mark.parametrize("lv", [1e-20, 1e-10, 1e-5, -1e-8, 0.3, -0.5, 0.5000001, 3.0, -20.0])
+def test_elbo_kl_near_the_prior(lossd, lv):
+    """KL = ½(μ² + e^lv - 1 - lv): e^lv - 1 - lv is a Taylor series for |lv| ≤ ½,
+    where expm1(lv) - lv cancelled (lv = 1e-20 gave 0 for 2.5e-41). The reference
+    is computed with 60-digit decimals."""
+    from decimal import Decimal, localcontext
+    with localcontext() as ctx:
+        ctx.prec = 60
+        d = Decimal(lv)
+        want = float((d.exp() - 1 - d) / 2)
+    got = lossd.loss({"loss": "elbo", "inputs": {"x": [[0.5]], "reconstruction": [[0.0]], "mu": [[0.0]],
+                                                 "logvar": [[lv]]},
+                      "outputs": ["cost"]}).json()
+    assert math.isclose(got["components"]["kl"], want, rel_tol=4e-16), (got["components"], want)
