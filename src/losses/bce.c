@@ -39,8 +39,8 @@ static int values(loss_plan *p, loss_error *err)
     return rc;
 }
 
-/* Logits: one e = exp(-|x|) serves softplus(±x) = max(±x, 0) + log1p(e) and the
- * sigmoids σ(±x); the selects keep the loop branch-free, so it vectorizes.  The
+/* Logits: loss__vlogistic's one e = exp(-|x|) serves softplus(±x) and the sigmoids
+ * σ(±x); its selects keep the loop branch-free, so it vectorizes.  The
  * loss is (1-y) softplus(x) + w₊ y softplus(-x), a sum of two non-negative terms,
  * and the gradient (1-y) σ(x) - w₊ y σ(-x): PyTorch's (1-y) x + c softplus(-x)
  * and c σ(x) - w₊ y (c = 1 + (w₊-1) y) cancel to nothing for confident answers
@@ -53,10 +53,9 @@ LOSS__KERNEL static void logits(const double *restrict x, const double *restrict
     for (size_t i = 0; i < n; i++) {
         double t = y[i] * (1.0 - eps) + 0.5 * eps, xi = x[i];
         double u = (1.0 - y[i]) * (1.0 - eps) + 0.5 * eps; /* 1 - t, not rounded from t */
-        double e = loss__vexp(-fabs(xi)), lg = loss__vlog1p(e), r = 1.0 / (1.0 + e);
-        l[i] = u * (loss__max(xi, 0.0) + lg) + pw * t * (loss__max(-xi, 0.0) + lg);
-        double sig = (xi >= 0.0 ? 1.0 : e) * r, sig_neg = (xi >= 0.0 ? e : 1.0) * r;
-        gx[i] = s * w[i] * (u * sig - pw * t * sig_neg);
+        loss__logistic f = loss__vlogistic(xi);
+        l[i] = u * f.sp + pw * t * f.sp_neg;
+        gx[i] = s * w[i] * (u * f.sig - pw * t * f.sig_neg);
         acc[i] = (xi >= 0.0) == (y[i] >= 0.5) ? 1.0 : 0.0;
     }
 }

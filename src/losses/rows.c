@@ -90,16 +90,10 @@ double loss__row_dist_scaled(const double *a, const double *b, size_t D, double 
         if (u > big) big = u;
     }
     if (!(big > 0) || isinf(big)) return big; /* 0, inf, or NaN */
-    double t = 0, inv = 1.0 / big;
-    if (isinf(inv)) { /* big subnormal: scale it up first */
-        for (size_t k = 0; k < D; k++) {
-            double u = (a[k] - b[k] + e) * 0x1p600 / (big * 0x1p600);
-            t += u * u;
-        }
-        return sqrt(t) * big;
-    }
-    for (size_t k = 0; k < D; k++) {
-        double u = (a[k] - b[k] + e) * inv;
+    /* 1/big is inf for a subnormal big: scale by 2^600 first */
+    double k = big < 0x1p-1000 ? 0x1p600 : 1.0, inv = 1.0 / (big * k), t = 0;
+    for (size_t j = 0; j < D; j++) {
+        double u = (a[j] - b[j] + e) * k * inv;
         t += u * u;
     }
     return sqrt(t) * big;

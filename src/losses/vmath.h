@@ -267,4 +267,23 @@ static inline double loss__vlog1p(double x)
     return loss__vfrom_bits(loss__vbits(r) | (u & LOSS__V_SIGN));
 }
 
+/* The logistic pieces of a logit z, from one e = exp(-|z|): softplus(±z) = max(±z,
+ * 0) + log1p(e) and σ(±z), none of them a difference that cancels.  bce with
+ * logits and the ELBO's Bernoulli term are (1-t) sp + w t sp_neg, with gradient
+ * (1-t) sig - w t sig_neg. */
+typedef struct loss__logistic {
+    double sp, sp_neg, sig, sig_neg;
+} loss__logistic;
+
+static inline loss__logistic loss__vlogistic(double z)
+{
+    double e = loss__vexp(z >= 0.0 ? -z : z), lg = loss__vlog1p(e), r = 1.0 / (1.0 + e);
+    loss__logistic o;
+    o.sp = (z > 0.0 ? z : 0.0) + lg;
+    o.sp_neg = (z < 0.0 ? -z : 0.0) + lg;
+    o.sig = (z >= 0.0 ? 1.0 : e) * r;
+    o.sig_neg = (z >= 0.0 ? e : 1.0) * r;
+    return o;
+}
+
 #endif

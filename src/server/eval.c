@@ -63,22 +63,17 @@ int srv_eval_main(int argc, char **argv)
     int toobig = 0;
     char *body = read_all(f, (size_t)max_body, &len, &toobig);
     if (f != stdin) fclose(f);
-    if (!body && toobig) { /* what the server answers */
-        srv_error e;
-        srv_buf b = {0};
-        srv_error_set(&e, 413, "body_too_large", "",
-                      "the body is larger than %llu bytes (--max-body-bytes)", max_body);
-        int rc = srv_error_json(&e, &b) ? 2 : 1;
-        if (rc == 1) fwrite(b.data, 1, b.len, stdout);
-        srv_buf_free(&b);
-        return fflush(stdout) == 0 ? rc : 2;
-    }
-    if (!body) {
+    if (!body && !toobig) {
         fprintf(stderr, "lossd eval: cannot read %s\n", path ? path : "stdin");
         return 2;
     }
     srv_job j;
     srv_job_init(&j, SRV_EP_AUTO, body, len, (size_t)max_elements);
+    if (toobig) { /* what the server answers, through the job's error path */
+        srv_error_set(&j.err, 413, "body_too_large", "",
+                      "the body is larger than %llu bytes (--max-body-bytes)", max_body);
+        j.failed = 1;
+    }
     srv_job_run(&j);
     int rc = j.status == 200 ? 0 : 1;
     srv_output *out = srv_job_output(&j);
