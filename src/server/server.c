@@ -762,15 +762,25 @@ static void compute_main(uv_work_t *w)
         uv_mutex_lock(&io->cmu);
         b->next = io->cdone;
         io->cdone = b;
+        /* Sent outside the lock, so that the loop does not wait for the
+         * eventfd write; the loop closes cwake only after this thread left
+         * (compute_end), so the handle is still open here. */
+        uv_mutex_unlock(&io->cmu);
         uv_async_send(&io->cwake);
+        uv_mutex_lock(&io->cmu);
     }
     uv_mutex_unlock(&io->cmu);
 }
 
+static void on_close(uv_handle_t *h);
+
+/* On the loop, once the compute thread has left the pool: nothing can send on
+ * cwake any more. */
 static void compute_end(uv_work_t *w, int status)
 {
-    (void)w;
     (void)status;
+    ioloop *io = w->data;
+    uv_close((uv_handle_t *)&io->cwake, on_close);
 }
 
 /* On the loop: the batches the compute thread finished. */
@@ -829,8 +839,10 @@ static void flush_pending(ioloop *io)
     else
         io->chead = b;
     io->ctail = b;
-    uv_cond_signal(&io->ccv);
     uv_mutex_unlock(&io->cmu);
+    /* After the unlock: signalled under the lock, the woken thread went
+     * straight back to sleep on the mutex (a third of lossd's futex waits). */
+    uv_cond_signal(&io->ccv);
 }
 
 /* Accept-Encoding names gzip (with a q-value other than 0). */
@@ -1369,8 +1381,7 @@ static void stop_loop(ioloop *io)
     uv_mutex_lock(&io->cmu);
     io->cquit = 1;
     uv_cond_signal(&io->ccv);
-    uv_mutex_unlock(&io->cmu);
-    uv_close((uv_handle_t *)&io->cwake, on_close);
+    uv_mutex_unlock(&io->cmu); /* compute_end closes cwake */
     if (io == &s->loops[0]) {
         uv_close((uv_handle_t *)&s->accept_poll, on_close);
         uv_timer_stop(&s->accept_wait);
