@@ -108,6 +108,7 @@ static inline double expm1_minus(double x, double em1)
                                1.0 / 355687428096000};
     double poly = c[15];
     for (int j = 14; j >= 0; j--) poly = poly * x + c[j];
+    /* both forms for every x, one selected: the loop stays branch-free */
     return fabs(x) <= 0.5 ? poly * x * x : em1 - x;
 }
 

@@ -69,7 +69,7 @@ static void kernel(const loss_plan *p, size_t t0, size_t n, const double *w, dou
             cn = dn > 0 ? c / dn : 0.0;
         }
         l[i] = h > 0 || isnan(h) ? h : 0.0; /* NaN (inf - inf) is reported, not 0 */
-        if (!(h >= 0) && !isnan(h)) cp = cn = 0.0;
+        if (h < 0) cp = cn = 0.0; /* inactive (not NaN, whose gradient is reported) */
         double *ga = g[ANCHOR] ? g[ANCHOR] + row * D : NULL;
         double *gp = g[POSITIVE] ? g[POSITIVE] + row * D : NULL;
         double *gn = g[NEGATIVE] ? g[NEGATIVE] + row * D : NULL;

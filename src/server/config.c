@@ -18,8 +18,9 @@ typedef struct opt {
     const char *def, *help;
 } opt;
 
-#define OFF(f)               offsetof(srv_config, f)
-#define DEFAULT_MAX_ELEMENTS 50000000ULL
+#define OFF(f)  offsetof(srv_config, f)
+#define STR_(x) #x
+#define STR(x)  STR_(x)
 static const opt opts[] = {
     {"bind", "LOSSD_BIND", "ADDR", T_STR, OFF(bind), 0, 0, "127.0.0.1",
      "address to listen on (IPv4 or IPv6)"},
@@ -43,7 +44,7 @@ static const opt opts[] = {
     {"max-inflight", "LOSSD_MAX_INFLIGHT", "N", T_ULONG, OFF(max_inflight), 1, 1000000,
      "256", "requests in progress at once; more get 503 + Retry-After"},
     {"max-elements", "LOSSD_MAX_ELEMENTS", "N", T_ULLONG, OFF(max_elements), 1,
-     1ULL << 40, "50000000", "numbers in one request; more get 413"},
+     1ULL << 40, STR(SRV_MAX_ELEMENTS_DEFAULT), "numbers in one request; more get 413"},
     {"connection-timeout", "LOSSD_CONNECTION_TIMEOUT", "S", T_ULONG,
      OFF(connection_timeout), 1, 86400, "30",
      "seconds a connection may stay idle (or trickle a request)"},
@@ -167,7 +168,7 @@ int srv_config_parse(srv_config *c, int argc, char **argv)
     c->io_threads = c->threads < 4 ? c->threads : 4;
     c->max_body_bytes = 64ULL << 20;
     c->max_inflight = 256;
-    c->max_elements = DEFAULT_MAX_ELEMENTS;
+    c->max_elements = SRV_MAX_ELEMENTS_DEFAULT;
     c->connection_timeout = 30;
     c->max_connections = 1024;
     c->max_connections_per_ip = 256;
@@ -244,13 +245,13 @@ int srv_config_eval_limits(unsigned long long *max_body, unsigned long long *max
 {
     srv_config c;
     memset(&c, 0, sizeof c);
-    c.max_body_bytes = 1ULL << 30;
-    c.max_elements = DEFAULT_MAX_ELEMENTS;
+    c.max_body_bytes = SRV_EVAL_MAX_BODY_BYTES;
+    c.max_elements = SRV_MAX_ELEMENTS_DEFAULT;
     for (size_t i = 0; i < N_OPTS; i++) {
+        if (opts[i].off != OFF(max_body_bytes) && opts[i].off != OFF(max_elements))
+            continue;
         const char *v = getenv(opts[i].env);
-        if ((opts[i].off == OFF(max_body_bytes) || opts[i].off == OFF(max_elements)) &&
-            v && *v && set(&c, &opts[i], v, opts[i].env))
-            return -1;
+        if (v && *v && set(&c, &opts[i], v, opts[i].env)) return -1;
     }
     *max_body = c.max_body_bytes;
     *max_elements = c.max_elements;

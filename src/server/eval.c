@@ -37,10 +37,11 @@ int srv_eval_main(int argc, char **argv)
                    "Evaluates one /v1/loss or /v1/objective request body (an objective "
                    "when it has \"tasks\")\nfrom FILE, or stdin when FILE is absent or "
                    "\"-\", and prints the response body.\n"
-                   "Limits: LOSSD_MAX_BODY_BYTES (default 1073741824) and "
-                   "LOSSD_MAX_ELEMENTS (default 50000000).\n"
+                   "Limits: LOSSD_MAX_BODY_BYTES (default %d) and "
+                   "LOSSD_MAX_ELEMENTS (default %d).\n"
                    "Exit status: 0 for a 200 response, 1 for an error response (printed "
-                   "too), 2 for usage errors.\n");
+                   "too), 2 for usage errors.\n",
+                   SRV_EVAL_MAX_BODY_BYTES, SRV_MAX_ELEMENTS_DEFAULT);
             return 0;
         }
         if (path) {

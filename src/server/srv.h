@@ -438,6 +438,10 @@ typedef struct srv_config {
  * or --version was printed, -1 after printing an error to stderr. */
 int srv_config_parse(srv_config *c, int argc, char **argv);
 void srv_config_free(srv_config *c);
+/* Defaults of the limits that lossd eval shares with the server (eval reads whole
+ * files, so its body limit is larger). */
+#define SRV_MAX_ELEMENTS_DEFAULT 50000000
+#define SRV_EVAL_MAX_BODY_BYTES  1073741824
 /* lossd eval's limits: LOSSD_MAX_BODY_BYTES (default 1 GiB) and LOSSD_MAX_ELEMENTS
  * (the server's default), checked as the server checks them.  0, or -1 after
  * printing an error to stderr. */

@@ -24,7 +24,6 @@ import http.client
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,30 +32,11 @@ import time
 
 import numpy as np
 
+from benchlib import start_lossd, wrk_result
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 POST_LUA = os.path.join(HERE, "post.lua")
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(binary):
-    port = free_port()
-    proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{binary} did not start")
 
 
 def cpu_seconds(pid):
@@ -70,14 +50,14 @@ def wrk(port, body_file, seconds):
     out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", "-s", POST_LUA,
                           f"http://127.0.0.1:{port}/v1/loss"], env=env,
                          capture_output=True, text=True, timeout=seconds + 60)
-    m = re.search(r"^WRK_RESULT (.*)$", out.stdout, re.M)
-    if not m:
+    res = wrk_result(out.stdout)
+    if res is None:
         raise RuntimeError(f"wrk failed: {out.stdout}{out.stderr}")
-    return {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+    return res
 
 
 def small(binary, body_file, seconds):
-    proc, port = start(binary)
+    proc, port = start_lossd(binary)
     try:
         wrk(port, body_file, 1)
         c0 = cpu_seconds(proc.pid)
@@ -91,7 +71,7 @@ def small(binary, body_file, seconds):
 
 
 def large(binary, bodies, repeats):
-    proc, port = start(binary)
+    proc, port = start_lossd(binary)
     out = {}
     try:
         for name, body in bodies.items():

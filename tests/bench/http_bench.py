@@ -61,6 +61,8 @@ import time
 import numpy as np
 import requests
 
+from benchlib import wrk_result
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEER_DIR = os.path.join(HERE, "peer")
 POST_LUA = os.path.join(HERE, "post.lua")
@@ -368,13 +370,9 @@ def run_wrk(server, body_file, args, duration):
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu1 = group_cpu(server.proc.pid)
     hist1 = lossd_histogram(server) if server.name == "lossd" else None
-    m = re.search(r"^WRK_RESULT (.*)$", out.stdout, re.M)
-    if out.returncode != 0 or not m:
+    res = wrk_result(out.stdout)
+    if out.returncode != 0 or res is None:
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout}\n{out.stderr}")
-    res = {}
-    for kv in m.group(1).split():
-        k, v = kv.split("=")
-        res[k] = float(v)
     res["errors"] = int(sum(v for k, v in res.items() if k.startswith("err_")))
     n = max(res["requests"], 1)
     used = (cpu1[0] - cpu0[0]) + (cpu1[1] - cpu0[1])

@@ -35,13 +35,13 @@ import http.client
 import json
 import os
 import platform
-import re
 import statistics
-import subprocess
 import sys
 import time
 
 import numpy as np
+
+from benchlib import start_lossd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -60,15 +60,8 @@ def status_kb(pid, *keys):
 
 
 def start(binary):
-    p = subprocess.Popen([binary, "--port", "0", "--max-body-bytes", str(1 << 30),
-                          "--max-elements", "100000000"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    line = p.stdout.readline().decode()
-    m = re.search(r":(\d+)$", line.strip())
-    if not m:
-        p.kill()
-        raise SystemExit(f"lossd did not start: {line!r}")
-    return p, int(m.group(1))
+    return start_lossd(binary, "--max-body-bytes", str(1 << 30), "--max-elements",
+                       "100000000")
 
 
 def json_body(n, rng):
