@@ -18,9 +18,7 @@ typedef struct opt {
     const char *def, *help;
 } opt;
 
-#define OFF(f)  offsetof(srv_config, f)
-#define STR_(x) #x
-#define STR(x)  STR_(x)
+#define OFF(f) offsetof(srv_config, f)
 static const opt opts[] = {
     {"bind", "LOSSD_BIND", "ADDR", T_STR, OFF(bind), 0, 0, "127.0.0.1",
      "address to listen on (IPv4 or IPv6)"},
@@ -44,7 +42,7 @@ static const opt opts[] = {
     {"max-inflight", "LOSSD_MAX_INFLIGHT", "N", T_ULONG, OFF(max_inflight), 1, 1000000,
      "256", "requests in progress at once; more get 503 + Retry-After"},
     {"max-elements", "LOSSD_MAX_ELEMENTS", "N", T_ULLONG, OFF(max_elements), 1,
-     1ULL << 40, STR(SRV_MAX_ELEMENTS_DEFAULT), "numbers in one request; more get 413"},
+     1ULL << 40, "50000000", "numbers in one request; more get 413"},
     {"connection-timeout", "LOSSD_CONNECTION_TIMEOUT", "S", T_ULONG,
      OFF(connection_timeout), 1, 86400, "30",
      "seconds a connection may stay idle (or trickle a request)"},
